@@ -1,0 +1,1 @@
+"""LangSwarm: conversation memory for LLM agents."""

@@ -1,0 +1,1 @@
+"""LangSwarm core packages."""

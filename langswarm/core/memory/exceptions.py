@@ -1,0 +1,71 @@
+"""Exceptions raised by langswarm memory.
+
+Everything the library raises derives from :class:`MemoryError` (this module's, not the
+builtin of the same name), so one ``except MemoryError`` handles every memory failure.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MemoryBackendError",
+    "MemoryConfigurationError",
+    "MemoryConnectionError",
+    "MemoryCorruptionError",
+    "MemoryError",
+    "MemoryOverloadError",
+    "MemoryValidationError",
+    "SessionExistsError",
+    "SessionFailedError",
+    "SessionNotFoundError",
+    "SessionOwnershipError",
+    "SummarizationError",
+]
+
+
+class MemoryError(Exception):  # noqa: A001 - the guide's name; deliberately not the builtin
+    """Base class of every error raised by langswarm memory."""
+
+
+class MemoryConfigurationError(MemoryError, ValueError):
+    """Unknown profile, unknown backend or malformed configuration."""
+
+
+class MemoryValidationError(MemoryError, ValueError):
+    """A message, session option or argument was rejected before anything was stored."""
+
+
+class MemoryConnectionError(MemoryError, ConnectionError):
+    """The storage backend could not be reached."""
+
+
+class MemoryBackendError(MemoryError):
+    """The storage backend failed permanently; the affected writes were not acknowledged."""
+
+
+class MemoryCorruptionError(MemoryBackendError):
+    """Stored data for a session could not be decoded."""
+
+
+class MemoryOverloadError(MemoryError):
+    """The runtime is at capacity and could not accept the request in time."""
+
+
+class SessionNotFoundError(MemoryError, LookupError):
+    """No session with the given id exists (or it was deleted or expired)."""
+
+
+class SessionExistsError(MemoryError):
+    """A session with the given id already exists."""
+
+
+class SessionOwnershipError(MemoryError, PermissionError):
+    """The session belongs to another user."""
+
+
+class SessionFailedError(MemoryError):
+    """The session's actor crashed more often than its restart limit allows."""
+
+
+class SummarizationError(MemoryError):
+    """A summary could not be produced."""
+

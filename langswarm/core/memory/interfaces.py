@@ -1,0 +1,218 @@
+"""The data model of langswarm memory: messages, sessions, summaries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
+
+from .exceptions import MemoryValidationError
+
+__all__ = [
+    "ContentBlock",
+    "ConversationSummary",
+    "Durability",
+    "Message",
+    "MessageContent",
+    "MessageRole",
+    "SessionMetadata",
+    "SessionStatus",
+    "Summarizer",
+    "SummaryType",
+]
+
+ContentBlock = dict[str, Any]
+MessageContent = str | list[ContentBlock] | None
+
+
+class MessageRole(str, Enum):
+    """Who wrote a message, in OpenAI chat terms."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    FUNCTION = "function"
+    TOOL = "tool"
+
+
+class SessionStatus(str, Enum):
+    """Lifecycle state of a session."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    EXPIRED = "expired"
+
+
+class SummaryType(str, Enum):
+    """What caused a summary to be made."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class Durability(str, Enum):
+    """When a write is acknowledged.
+
+    ``BUFFERED``: once the session actor has accepted it; the flusher persists it shortly after.
+    ``COMMITTED``: once the batch holding it has been committed by the backend.
+    """
+
+    BUFFERED = "buffered"
+    COMMITTED = "committed"
+
+
+def _new_id() -> str:
+    return os.urandom(12).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message.
+
+    Messages are immutable once built, so the runtime can share them between the session,
+    the flusher and callers without copying. ``token_count`` is filled in by the runtime the
+    first time a count is needed (and then stored with the message).
+    """
+
+    role: MessageRole
+    content: MessageContent = None
+    timestamp: datetime = field(default_factory=datetime.now)
+    message_id: str = field(default_factory=_new_id)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    token_count: int | None = None
+    name: str | None = None
+    function_call: dict[str, Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        role = self.role
+        if role.__class__ is not MessageRole:
+            try:
+                object.__setattr__(self, "role", MessageRole(role))
+            except ValueError:
+                raise MemoryValidationError(
+                    f"unknown message role {role!r}; expected one of "
+                    f"{', '.join(r.value for r in MessageRole)}"
+                ) from None
+        content = self.content
+        if content is not None and content.__class__ is not str and not isinstance(content, list):
+            raise MemoryValidationError(
+                f"message content must be a string, a list of content blocks or None, "
+                f"not {type(content).__name__}"
+            )
+        if self.timestamp.__class__ is not datetime and not isinstance(self.timestamp, datetime):
+            raise MemoryValidationError("message timestamp must be a datetime")
+        if not isinstance(self.message_id, str) or not self.message_id:
+            raise MemoryValidationError("message_id must be a non-empty string")
+        if not isinstance(self.metadata, dict):
+            raise MemoryValidationError("message metadata must be a dict")
+        if self.token_count is not None and (
+            not isinstance(self.token_count, int) or self.token_count < 0
+        ):
+            raise MemoryValidationError("token_count must be a non-negative int or None")
+
+    @property
+    def has_tool_calls(self) -> bool:
+        """True when this assistant message asks for tools (OpenAI or Anthropic style)."""
+        if self.tool_calls or self.function_call:
+            return True
+        content = self.content
+        if isinstance(content, list):
+            return any(block.get("type") == "tool_use" for block in content)
+        return False
+
+    @property
+    def is_tool_result(self) -> bool:
+        """True when this message answers a tool call (OpenAI or Anthropic style)."""
+        if self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION:
+            return True
+        content = self.content
+        if isinstance(content, list) and content:
+            return all(block.get("type") == "tool_result" for block in content)
+        return False
+
+    def text(self) -> str:
+        """The message's text, with content blocks flattened."""
+        content = self.content
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        parts: list[str] = []
+        for block in content:
+            kind = block.get("type")
+            if kind == "text":
+                parts.append(str(block.get("text", "")))
+            elif kind == "tool_result":
+                inner = block.get("content")
+                if isinstance(inner, list):
+                    parts.extend(str(b.get("text", "")) for b in inner if b.get("type") == "text")
+                elif inner is not None:
+                    parts.append(str(inner))
+        return "\n".join(parts)
+
+    def with_token_count(self, count: int) -> Message:
+        """A copy of this message carrying ``count``."""
+        return replace(self, token_count=count)
+
+
+@dataclass(slots=True)
+class SessionMetadata:
+    """A session's identity, owner, lifecycle state and configuration.
+
+    ``metadata`` holds the application's own keys; the named fields are the runtime's.
+    """
+
+    session_id: str
+    user_id: str
+    status: SessionStatus = SessionStatus.ACTIVE
+    created_at: datetime = field(default_factory=datetime.now)
+    updated_at: datetime = field(default_factory=datetime.now)
+    max_messages: int | None = None
+    max_tokens: int | None = None
+    auto_summarize_threshold: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    message_count: int = 0
+    expires_at: datetime | None = None
+
+    def copy(self) -> SessionMetadata:
+        """A snapshot that does not share the mutable ``metadata`` dict."""
+        return replace(self, metadata=dict(self.metadata))
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A rolling summary of a session's messages from the start up to ``covers_through``.
+
+    ``message_count`` is how many messages it covers; ``covers_through`` is the sequence
+    number (0-based position in the session) of the first message it does not cover.
+    """
+
+    summary_id: str
+    session_id: str
+    summary_text: str
+    message_count: int
+    token_count: int
+    created_at: datetime
+    summary_type: SummaryType
+    covers_through: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """Turns messages (and the previous summary, if any) into a new rolling summary text."""
+
+    async def summarize(
+        self,
+        messages: Sequence[Message],
+        *,
+        previous: ConversationSummary | None,
+        max_tokens: int,
+    ) -> str:
+        """Return a summary of ``previous`` plus ``messages`` in at most ``max_tokens`` tokens."""
+        ...
