@@ -87,6 +87,8 @@ class Message:
     function_call: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    # 0 plain, 1 asks for tools, 2 answers a tool call; derived once, read on hot paths.
+    _kind: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         role = self.role
@@ -114,26 +116,17 @@ class Message:
             not isinstance(self.token_count, int) or self.token_count < 0
         ):
             raise MemoryValidationError("token_count must be a non-negative int or None")
+        object.__setattr__(self, "_kind", _classify(self))
 
     @property
     def has_tool_calls(self) -> bool:
         """True when this assistant message asks for tools (OpenAI or Anthropic style)."""
-        if self.tool_calls or self.function_call:
-            return True
-        content = self.content
-        if isinstance(content, list):
-            return any(block.get("type") == "tool_use" for block in content)
-        return False
+        return self._kind == 1
 
     @property
     def is_tool_result(self) -> bool:
         """True when this message answers a tool call (OpenAI or Anthropic style)."""
-        if self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION:
-            return True
-        content = self.content
-        if isinstance(content, list) and content:
-            return all(block.get("type") == "tool_result" for block in content)
-        return False
+        return self._kind == 2
 
     def text(self) -> str:
         """The message's text, with content blocks flattened."""
@@ -158,6 +151,22 @@ class Message:
     def with_token_count(self, count: int) -> Message:
         """A copy of this message carrying ``count``."""
         return replace(self, token_count=count)
+
+
+def _classify(message: Message) -> int:
+    role = message.role
+    content = message.content
+    if role is MessageRole.TOOL or role is MessageRole.FUNCTION:
+        return 2
+    if isinstance(content, list) and content:
+        kinds = [block.get("type") if isinstance(block, dict) else None for block in content]
+        if all(kind == "tool_result" for kind in kinds):
+            return 2
+        if "tool_use" in kinds:
+            return 1
+    if message.tool_calls or message.function_call:
+        return 1
+    return 0
 
 
 @dataclass(slots=True)

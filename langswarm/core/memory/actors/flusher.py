@@ -1,0 +1,271 @@
+"""Write-behind persistence: one flusher per backend, batching every session's writes.
+
+Session actors hand the flusher small write operations and carry on. The flusher runs as
+soon as it is free: it cuts everything pending into one batch (one :class:`SessionWrite` per
+session, in order), applies it in one backend call, and resolves the batch's
+:class:`Generation`, which callers in ``committed`` mode are waiting on. A lone writer thus
+waits for one commit and many concurrent writers share each commit (group commit), with no
+timer on the critical path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._tokens import ensure_counted
+from ..exceptions import MemoryBackendError, MemoryError
+from ..interfaces import ConversationSummary, Message, SessionMetadata
+from ..backends.base import Backend, SessionWrite, TransientBackendError
+
+__all__ = ["Flusher", "Generation", "MetaSource", "RetryPolicy"]
+
+log = logging.getLogger("langswarm.memory")
+
+
+class MetaSource(Protocol):
+    """Whoever owns a session's metadata; read when a batch is cut."""
+
+    def meta_snapshot(self) -> SessionMetadata: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for transient backend errors, within a total time budget."""
+
+    budget: float = 10.0
+    base: float = 0.01
+    cap: float = 0.5
+
+    def delays(self) -> list[float]:
+        delays: list[float] = []
+        delay, total = self.base, 0.0
+        while total + delay <= self.budget:
+            delays.append(delay)
+            total += delay
+            delay = min(delay * 2, self.cap)
+        if total < self.budget:
+            delays.append(self.budget - total)
+        return delays
+
+
+class Generation:
+    """One batch's outcome, shared by every write that went into it."""
+
+    __slots__ = ("_done", "error")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def committed(self) -> bool:
+        return self._done.is_set() and self.error is None
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def resolve(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self._done.set()
+
+    async def wait(self) -> None:
+        """Return once the batch committed; raise its error if it failed."""
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+# Operation tags; an op is a tuple (tag, session_id, payload).
+APPEND, TOUCH, TRIM, SUMMARY, DELETE = range(5)
+Op = tuple[int, str, Any]
+
+
+def coalesce(ops: Sequence[Op], metas: dict[str, MetaSource]) -> list[SessionWrite]:
+    """Fold an ordered op list into one :class:`SessionWrite` per session."""
+    writes: dict[str, SessionWrite] = {}
+    for tag, sid, payload in ops:
+        write = writes.get(sid)
+        if write is None or tag == DELETE:
+            write = writes[sid] = SessionWrite(session_id=sid, delete=tag == DELETE)
+            if tag == DELETE:
+                continue
+        if tag == APPEND:
+            first_seq, messages = payload
+            if not write.messages:
+                write.first_seq = first_seq
+            write.messages.extend(messages)
+        elif tag == TOUCH:
+            write.meta = payload  # placeholder; replaced by the owner's snapshot below
+        elif tag == TRIM:
+            write.trim_before = max(write.trim_before or 0, payload)
+        elif tag == SUMMARY:
+            write.summaries.append(payload)
+    for sid, write in writes.items():
+        if write.meta is not None or write.messages:
+            source = metas.get(sid)
+            if source is not None:
+                write.meta = source.meta_snapshot()
+    return list(writes.values())
+
+
+class Flusher:
+    """Batches writes for one backend; bounded, retrying, draining on shutdown."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        capacity: int = 16_384,
+        retry: RetryPolicy | None = None,
+        on_failure: Callable[[Sequence[str], BaseException], None] | None = None,
+        shutdown_grace: float = 30.0,
+    ) -> None:
+        self.backend = backend
+        self.capacity = capacity
+        self.retry = retry or RetryPolicy()
+        self.on_failure = on_failure
+        self.shutdown_grace = shutdown_grace
+        self._ops: list[Op] = []
+        self._metas: dict[str, MetaSource] = {}
+        self._pending = 0  # messages (and other ops) waiting, for backpressure
+        self._generation = Generation()
+        self._wake = anyio.Event()
+        self._space = anyio.Event()
+        self._space.set()
+        self._count_tokens = backend.persistent
+        self.batches = 0
+        self.persisted_ops = 0
+        self.last_error: BaseException | None = None
+
+    # -- producer side -------------------------------------------------------------------
+
+    def has_space(self, n: int = 1) -> bool:
+        return self._pending + n <= self.capacity or self._pending == 0
+
+    async def wait_for_space(self, n: int = 1) -> None:
+        """Block until ``n`` more items fit (backpressure)."""
+        while not self.has_space(n):
+            if self._space.is_set():
+                self._space = anyio.Event()
+            await self._space.wait()
+
+    def push(self, op: Op, weight: int = 1, meta: MetaSource | None = None) -> Generation:
+        """Queue ``op``; callers check :meth:`has_space` first. Returns its batch."""
+        self._ops.append(op)
+        if meta is not None:
+            self._metas[op[1]] = meta
+        self._pending += weight
+        if not self._wake.is_set():
+            self._wake.set()
+        return self._generation
+
+    def append(
+        self, sid: str, first_seq: int, messages: list[Message], meta: MetaSource
+    ) -> Generation:
+        return self.push((APPEND, sid, (first_seq, messages)), len(messages), meta)
+
+    def touch(self, sid: str, meta: MetaSource) -> Generation:
+        return self.push((TOUCH, sid, True), 1, meta)
+
+    def trim(self, sid: str, before: int) -> Generation:
+        return self.push((TRIM, sid, before))
+
+    def summary(self, sid: str, summary: ConversationSummary) -> Generation:
+        return self.push((SUMMARY, sid, summary))
+
+    def delete(self, sid: str) -> Generation:
+        return self.push((DELETE, sid, None))
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def barrier(self) -> None:
+        """Return once everything queued before this call is applied (errors included)."""
+        if self._ops:
+            try:
+                await self._generation.wait()
+            except MemoryError:
+                pass
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "pending": self._pending,
+            "capacity": self.capacity,
+            "batches": self.batches,
+            "persisted_ops": self.persisted_ops,
+            "last_error": None if self.last_error is None else str(self.last_error),
+        }
+
+    # -- consumer side -------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Flush until cancelled, then drain what is left (shielded, bounded)."""
+        task_status.started()
+        try:
+            while True:
+                if not self._ops:
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                await self.flush_once()
+        finally:
+            with anyio.move_on_after(self.shutdown_grace, shield=True):
+                while self._ops:
+                    await self.flush_once()
+
+    def _cut(self) -> tuple[list[Op], dict[str, MetaSource], int, Generation]:
+        ops, metas, pending, generation = self._ops, self._metas, self._pending, self._generation
+        self._ops, self._metas, self._generation = [], {}, Generation()
+        return ops, metas, pending, generation
+
+    async def flush_once(self) -> None:
+        """Apply everything pending as one batch."""
+        if not self._ops:
+            return
+        ops, metas, weight, generation = self._cut()
+        batch = coalesce(ops, metas)
+        error: BaseException | None = None
+        with anyio.CancelScope(shield=True):
+            if self._count_tokens:
+                uncounted = [m for w in batch for m in w.messages if m.token_count is None]
+                if uncounted:
+                    await anyio.to_thread.run_sync(ensure_counted, uncounted)
+            error = await self._apply_with_retry(batch)
+        self._pending -= weight
+        self.batches += 1
+        if error is None:
+            self.persisted_ops += len(ops)
+        else:
+            self.last_error = error
+            log.error("memory flush failed for %d sessions: %s", len(batch), error)
+            if self.on_failure is not None:
+                self.on_failure([w.session_id for w in batch], error)
+        generation.resolve(error)
+        if not self._space.is_set() and self.has_space():
+            self._space.set()
+
+    async def _apply_with_retry(self, batch: list[SessionWrite]) -> BaseException | None:
+        delays = iter(self.retry.delays())
+        while True:
+            try:
+                await self.backend.apply(batch)
+                return None
+            except TransientBackendError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    return MemoryBackendError(
+                        f"{self.backend.name} backend kept failing for "
+                        f"{self.retry.budget:g} s: {exc}"
+                    )
+                await anyio.sleep(delay)
+            except MemoryError as exc:
+                return exc
+            except Exception as exc:  # a backend bug: fail the batch, keep the runtime
+                return MemoryBackendError(f"{self.backend.name} backend error: {exc!r}")

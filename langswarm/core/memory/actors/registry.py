@@ -1,0 +1,237 @@
+"""The registry: one live actor per session id, activated on demand, passivated when idle.
+
+Activation follows Orleans' rule of one activation per id: concurrent activations of the same
+id wait on one placeholder while the session loads. A periodic sweep decides, in a plain
+function, which actors to passivate (idle past the timeout, or least recently used beyond
+the live-session cap) and which sessions expired; then it flushes and stops them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..exceptions import SessionExistsError
+from ..interfaces import SessionMetadata, Summarizer
+from ..backends.base import Backend, SessionSnapshot
+from . import commands as c
+from .flusher import Flusher, Generation
+from .session import ActorHost, ActorSettings, SessionActor
+from .supervisor import RestartPolicy, supervise
+
+__all__ = ["Registry", "choose_passivations"]
+
+log = logging.getLogger("langswarm.memory")
+
+
+class _Loading:
+    """Placeholder for a session being activated."""
+
+    __slots__ = ("actor", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.actor: SessionActor | None = None
+        self.error: BaseException | None = None
+
+
+def choose_passivations(
+    actors: Sequence[SessionActor], now: float, idle_timeout: float, max_live: int
+) -> list[SessionActor]:
+    """Which actors to passivate: idle ones, then the least recently used beyond the cap.
+
+    Busy actors, actors with queued commands and actors with a summary in progress stay.
+    """
+    quiet = [
+        a
+        for a in actors
+        if not a.busy and a.mailbox.empty and not a._summarizing and a.failed is None
+    ]
+    chosen = {id(a): a for a in quiet if now - a.last_active >= idle_timeout}
+    excess = len(actors) - len(chosen) - max_live
+    if excess > 0:
+        for actor in sorted(quiet, key=lambda a: a.last_active):
+            if excess <= 0:
+                break
+            if id(actor) not in chosen:
+                chosen[id(actor)] = actor
+                excess -= 1
+    return list(chosen.values())
+
+
+class Registry(ActorHost):
+    """Owns the live session actors of one runtime."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        flusher: Flusher,
+        settings: ActorSettings,
+        summarizer: Summarizer,
+        restart_policy: RestartPolicy,
+        task_group: TaskGroup,
+        idle_timeout: float,
+        max_live_sessions: int,
+        ttl_seconds: float | None,
+        sweep_interval: float,
+    ) -> None:
+        self.backend = backend
+        self.flusher = flusher
+        self.settings = settings
+        self.summarizer = summarizer
+        self.restart_policy = restart_policy
+        self._tg = task_group
+        self.idle_timeout = idle_timeout
+        self.max_live_sessions = max_live_sessions
+        self.ttl_seconds = ttl_seconds
+        self.sweep_interval = sweep_interval
+        self.live: dict[str, SessionActor] = {}
+        self._loading: dict[str, _Loading] = {}
+        self._wake = anyio.Event()
+        self.activations = 0
+        self.passivations = 0
+        self.restarts = 0
+        self.expired = 0
+
+    # -- ActorHost ------------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        self._tg.start_soon(fn, *args)
+
+    def on_stopped(self, actor: SessionActor) -> None:
+        if self.live.get(actor.session_id) is actor:
+            del self.live[actor.session_id]
+
+    # -- activation -----------------------------------------------------------------------
+
+    def _start(self, snapshot: SessionSnapshot) -> SessionActor:
+        actor = SessionActor(snapshot, self)
+        self.live[actor.session_id] = actor
+        self._tg.start_soon(self._supervise, actor)
+        self.activations += 1
+        if len(self.live) > self.max_live_sessions and not self._wake.is_set():
+            self._wake.set()
+        return actor
+
+    async def _supervise(self, actor: SessionActor) -> None:
+        self.restarts += await supervise(actor, self.restart_policy)
+        if not actor.stopped and actor.failed is None:
+            actor.stop()
+        if actor.failed is None:
+            self.on_stopped(actor)
+
+    def new(self, meta: SessionMetadata) -> tuple[SessionActor, Generation]:
+        """Start a brand-new session known not to exist (a fresh random id)."""
+        actor = self._start(SessionSnapshot(meta, [], 0, 0, []))
+        return actor, self.flusher.touch(meta.session_id, actor)
+
+    async def lookup(
+        self, session_id: str, create: SessionMetadata | None = None, exclusive: bool = False
+    ) -> tuple[SessionActor | None, Generation | None]:
+        """The live actor for ``session_id``, activating it from storage if needed.
+
+        With ``create``, a missing session is created from that metadata (and the creating
+        batch returned); with ``exclusive`` too, an existing one raises ``SessionExistsError``.
+        """
+        while True:
+            actor = self.live.get(session_id)
+            if actor is not None and not actor.stopped:
+                if exclusive:
+                    raise SessionExistsError(f"session {session_id} already exists")
+                return actor, None
+            loading = self._loading.get(session_id)
+            if loading is None:
+                break
+            await loading.done.wait()
+        loading = self._loading[session_id] = _Loading()
+        generation: Generation | None = None
+        try:
+            if self.flusher.pending:
+                await self.flusher.barrier()
+            snapshot = await self.backend.load_session(session_id, tail=self.settings.tail_size)
+            if snapshot is not None and self._expired(snapshot.meta, datetime.now()):
+                await self.backend.delete_sessions([session_id])
+                snapshot = None
+            if snapshot is not None:
+                if exclusive:
+                    raise SessionExistsError(f"session {session_id} already exists")
+                actor = self._start(snapshot)
+            elif create is not None:
+                actor, generation = self.new(create)
+            loading.actor = actor
+            return actor, generation
+        except BaseException as exc:
+            loading.error = exc
+            raise
+        finally:
+            del self._loading[session_id]
+            loading.done.set()
+
+    def _expired(self, meta: SessionMetadata, now: datetime) -> bool:
+        return self.ttl_seconds is not None and (
+            meta.updated_at + timedelta(seconds=self.ttl_seconds) <= now
+        )
+
+    async def delete(self, session_ids: Sequence[str]) -> int:
+        """Delete sessions, live or stored; return how many existed."""
+        await self.flusher.barrier()
+        existed = 0
+        for sid in session_ids:
+            actor = self.live.get(sid)
+            if actor is not None and not actor.stopped:
+                await actor.call(c.Delete())
+                existed += 1
+        await self.flusher.barrier()
+        stored = [sid for sid in session_ids if sid not in self.live]
+        existed += await self.backend.delete_sessions(stored) if stored else 0
+        return existed
+
+    # -- sweeping -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Passivate idle and excess actors and expire sessions, until cancelled."""
+        task_status.started()
+        while True:
+            with anyio.move_on_after(self.sweep_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.sweep()
+            except Exception as exc:  # keep sweeping; a backend hiccup is not fatal
+                log.warning("registry sweep failed: %s", exc)
+
+    async def sweep(self) -> None:
+        now = anyio.current_time()
+        chosen = choose_passivations(
+            list(self.live.values()), now, self.idle_timeout, self.max_live_sessions
+        )
+        if self.ttl_seconds is not None:
+            await self._expire()
+        if not chosen:
+            return
+        await self.flusher.barrier()
+        for actor in chosen:
+            # Skip actors that became active while the flusher drained.
+            if actor.last_active <= now and not actor.busy and actor.mailbox.empty:
+                if not actor._unpersisted or all(g.committed for _, g in actor._unpersisted):
+                    actor.stop()
+                    self.on_stopped(actor)
+                    self.passivations += 1
+
+    async def _expire(self) -> None:
+        assert self.ttl_seconds is not None
+        wall = datetime.now()
+        cutoff = wall - timedelta(seconds=self.ttl_seconds)
+        doomed = [sid for sid, a in self.live.items() if a.meta.updated_at <= cutoff]
+        await self.flusher.barrier()
+        stored = await self.backend.list_sessions(updated_before=cutoff, limit=1_000)
+        doomed += [m.session_id for m in stored if m.session_id not in self.live]
+        if doomed:
+            self.expired += await self.delete(doomed)
+
