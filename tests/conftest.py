@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.standin_fixtures import llm_standin  # noqa: F401  (a shared fixture)
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

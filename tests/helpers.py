@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from langswarm.core.memory import MemoryManager
-from langswarm.core.memory.backends.base import SessionWrite
+import anyio
+
+from langswarm.core.memory import MemoryManager, Message, MessageRole
+from langswarm.core.memory.backends.base import Backend, SessionWrite
 
 
 async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> None:
@@ -23,3 +27,53 @@ async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> N
     meta.updated_at = datetime.now() - timedelta(days=days)
     meta.created_at = min(meta.created_at, meta.updated_at)
     await runtime.backend.apply([SessionWrite(session_id=session_id, meta=meta)])
+
+
+class GatedBackend:
+    """A real backend whose batch writes wait at a gate the test opens.
+
+    Not a mock: every call reaches the wrapped backend. It only lets a test hold the flusher
+    still, to look at the runtime while writes pile up.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.persistent = inner.persistent
+        self.gate = anyio.Event()
+        self.gate.set()
+        self.waiting = anyio.Event()
+        self.applied_batches = 0
+
+    def close_gate(self) -> None:
+        self.gate = anyio.Event()
+        self.waiting = anyio.Event()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def apply(self, batch: Sequence[SessionWrite]) -> None:
+        if not self.gate.is_set():
+            self.waiting.set()
+            await self.gate.wait()
+        await self.inner.apply(batch)
+        self.applied_batches += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def manager_on(backend: Backend, **options: Any) -> MemoryManager:
+    """A manager over ``backend`` with runtime ``options`` (see ``initialize_memory``)."""
+    from langswarm.core.memory._config import settings_from_options
+
+    summarizer = options.pop("summarizer", None)
+    options.setdefault("shutdown_grace", 5)
+    return MemoryManager(backend, settings_from_options(options, summarizer))
+
+
+def user_message(text: str) -> Message:
+    return Message(role=MessageRole.USER, content=text)

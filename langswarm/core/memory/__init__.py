@@ -18,6 +18,9 @@ from ._manager import MemoryManager as MemoryManager
 from ._manager import get_global_memory_manager as get_global_memory_manager
 from ._manager import initialize_memory as initialize_memory
 from ._session import MemorySession as MemorySession
+from ._summarizers import AnthropicSummarizer as AnthropicSummarizer
+from ._summarizers import ExtractiveSummarizer as ExtractiveSummarizer
+from ._summarizers import OpenAISummarizer as OpenAISummarizer
 from ._session import MemorySessionContext as MemorySessionContext
 from .exceptions import MemoryConnectionError as MemoryConnectionError
 from .exceptions import MemoryError as MemoryError  # noqa: A004 - ours, not the builtin
@@ -31,9 +34,11 @@ from .interfaces import Summarizer as Summarizer
 from .interfaces import SummaryType as SummaryType
 
 __all__ = [
+    "AnthropicSummarizer",
     "BackendView",
     "ConversationSummary",
     "Durability",
+    "ExtractiveSummarizer",
     "MemoryConnectionError",
     "MemoryError",
     "MemoryManager",
@@ -41,6 +46,7 @@ __all__ = [
     "MemorySessionContext",
     "Message",
     "MessageRole",
+    "OpenAISummarizer",
     "SessionMetadata",
     "SessionStatus",
     "Summarizer",

@@ -13,7 +13,7 @@ from .backends.base import Backend
 from .exceptions import MemoryConfigurationError
 from .interfaces import Durability, Summarizer
 
-__all__ = ["DEFAULT_DB_ENV", "RuntimeSettings", "build", "default_db_path"]
+__all__ = ["DEFAULT_DB_ENV", "RuntimeSettings", "build", "default_db_path", "settings_from_options"]
 
 #: Environment variable that moves the "production" profile's database file.
 DEFAULT_DB_ENV = "LANGSWARM_MEMORY_DB"
@@ -73,7 +73,7 @@ _RUNTIME_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def _settings(options: dict[str, Any], summarizer: Any) -> RuntimeSettings:
+def settings_from_options(options: dict[str, Any], summarizer: Any) -> RuntimeSettings:
     for key, value in options.items():
         expected = _RUNTIME_KEYS.get(key)
         if expected is None:
@@ -176,4 +176,4 @@ def build(
     if kind == "redis" and config.get("ttl_seconds") and "ttl_seconds" not in options:
         # Redis expires stored keys itself; live actors must expire with them.
         options["ttl_seconds"] = config["ttl_seconds"]
-    return _backend(kind.lower(), dict(config)), _settings(options, summarizer)
+    return _backend(kind.lower(), dict(config)), settings_from_options(options, summarizer)

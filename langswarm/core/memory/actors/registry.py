@@ -119,8 +119,11 @@ class Registry(ActorHost):
             self._wake.set()
         return actor
 
+    def _count_restart(self) -> None:
+        self.restarts += 1
+
     async def _supervise(self, actor: SessionActor) -> None:
-        self.restarts += await supervise(actor, self.restart_policy)
+        await supervise(actor, self.restart_policy, self._count_restart)
         if not actor.stopped and actor.failed is None:
             actor.stop()
         if actor.failed is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -23,8 +24,10 @@ class RestartPolicy:
     period: float = 5.0
 
 
-async def supervise(actor: SessionActor, policy: RestartPolicy) -> int:
-    """Run ``actor`` until it stops; restart it after crashes. Returns the restart count.
+async def supervise(
+    actor: SessionActor, policy: RestartPolicy, on_restart: Callable[[], None]
+) -> None:
+    """Run ``actor`` until it stops; restart it after crashes (calling ``on_restart``).
 
     A restart rebuilds the actor's state from the backend once the flusher has drained, so
     everything acknowledged survives; the mailbox is kept, so queued commands are served by
@@ -32,11 +35,10 @@ async def supervise(actor: SessionActor, policy: RestartPolicy) -> int:
     ``SessionFailedError`` while every other session carries on.
     """
     recent: deque[float] = deque()
-    restarts = 0
     while True:
         try:
             await actor.run()
-            return restarts
+            return
         except Exception as exc:
             now = anyio.current_time()
             recent.append(now)
@@ -45,11 +47,11 @@ async def supervise(actor: SessionActor, policy: RestartPolicy) -> int:
             if len(recent) > policy.max_restarts:
                 log.error("session %s failed permanently: %s", actor.session_id, exc)
                 actor.fail(exc)
-                return restarts
-            restarts += 1
+                return
+            on_restart()
             log.warning("session %s crashed (%s); restarting", actor.session_id, exc)
             try:
                 await actor.recover()
             except Exception as reload_error:
                 actor.fail(reload_error)
-                return restarts
+                return
