@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def standin(llm_standin: LLMStandIn) -> LLMStandIn:  # noqa: F811 - the fixture, by name
+def standin(llm_standin: LLMStandIn) -> LLMStandIn:
     """The shared stand-in, reset for this test."""
     llm_standin.reset()
     return llm_standin

@@ -80,7 +80,7 @@ def split_point(messages: Sequence[Message]) -> int:
 
 
 @pytest.fixture
-def standin(llm_standin: LLMStandIn) -> LLMStandIn:  # noqa: F811 - the fixture, by name
+def standin(llm_standin: LLMStandIn) -> LLMStandIn:
     """The shared stand-in, reset for this test."""
     llm_standin.reset()
     return llm_standin

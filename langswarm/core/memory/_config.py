@@ -163,7 +163,9 @@ def build(
             )
         memory = PROFILES[name]
     if not isinstance(memory, dict):
-        raise MemoryConfigurationError("memory= must be a dict like {'backend': ..., 'config': {...}}")
+        raise MemoryConfigurationError(
+            "memory= must be a dict like {'backend': ..., 'config': {...}}"
+        )
     options = dict(memory)
     kind = options.pop("backend", None)
     if not isinstance(kind, str):

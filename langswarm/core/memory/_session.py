@@ -104,7 +104,7 @@ class MemorySession:
         if generation is None:
             await _checkpoint()
         elif self._durability is Durability.COMMITTED:
-            await generation.wait()
+            await generation.wait(self._session_id)
         else:
             await _checkpoint()
 
@@ -150,7 +150,7 @@ class MemorySession:
         """Delete the session and everything in it, permanently."""
         generation = await self._call(c.Delete())
         if self._durability is Durability.COMMITTED:
-            await generation.wait()
+            await generation.wait(self._session_id)
 
     # -- reads ----------------------------------------------------------------------------
 

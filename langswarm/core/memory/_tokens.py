@@ -107,7 +107,8 @@ def count_message_tokens(message: Message) -> int:
     if message.tool_calls:
         for call in message.tool_calls:
             fn = call.get("function", {})
-            total += len(encode(f"{call.get('id', '')} {fn.get('name', '')} {fn.get('arguments', '')}"))
+            text = f"{call.get('id', '')} {fn.get('name', '')} {fn.get('arguments', '')}"
+            total += len(encode(text))
     if message.tool_call_id:
         total += len(encode(message.tool_call_id))
     return total

@@ -50,10 +50,9 @@ def window_start(
         s = j - 1
         while s >= lo and messages[s].is_tool_result:
             s -= 1
-        if s < j - 1:
-            if s < lo or not messages[s].has_tool_calls:
-                # Results whose call is not in range: they cannot be sent alone.
-                return j, total, s >= lo
+        if s < lo or not messages[s].has_tool_calls:
+            # Results whose call is not in range: they cannot be sent alone.
+            return j, total, s >= lo
         cost = 0
         for k in range(s, j):
             cost += _tokens(messages[k])

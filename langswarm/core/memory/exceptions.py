@@ -43,7 +43,15 @@ class MemoryBackendError(MemoryError):
 
 
 class MemoryCorruptionError(MemoryBackendError):
-    """Stored data for a session could not be decoded."""
+    """Stored data for a session could not be decoded.
+
+    ``session_ids`` names the affected sessions when a batch write was refused for them
+    alone (the rest of the batch was stored).
+    """
+
+    def __init__(self, message: str, *, session_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.session_ids = session_ids
 
 
 class MemoryOverloadError(MemoryError):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from .exceptions import MemoryValidationError
@@ -28,7 +28,7 @@ ContentBlock = dict[str, Any]
 MessageContent = str | list[ContentBlock] | None
 
 
-class MessageRole(str, Enum):
+class MessageRole(StrEnum):
     """Who wrote a message, in OpenAI chat terms."""
 
     SYSTEM = "system"
@@ -38,7 +38,7 @@ class MessageRole(str, Enum):
     TOOL = "tool"
 
 
-class SessionStatus(str, Enum):
+class SessionStatus(StrEnum):
     """Lifecycle state of a session."""
 
     ACTIVE = "active"
@@ -46,14 +46,14 @@ class SessionStatus(str, Enum):
     EXPIRED = "expired"
 
 
-class SummaryType(str, Enum):
+class SummaryType(StrEnum):
     """What caused a summary to be made."""
 
     AUTOMATIC = "automatic"
     MANUAL = "manual"
 
 
-class Durability(str, Enum):
+class Durability(StrEnum):
     """When a write is acknowledged.
 
     ``BUFFERED``: once the session actor has accepted it; the flusher persists it shortly after.

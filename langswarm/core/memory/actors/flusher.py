@@ -10,6 +10,7 @@ timer on the critical path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._tokens import ensure_counted
-from ..exceptions import MemoryBackendError, MemoryError
-from ..interfaces import ConversationSummary, Message, SessionMetadata
 from ..backends.base import Backend, SessionWrite, TransientBackendError
+from ..exceptions import MemoryBackendError, MemoryCorruptionError, MemoryError
+from ..interfaces import ConversationSummary, Message, SessionMetadata
 
 __all__ = ["Flusher", "Generation", "MetaSource", "RetryPolicy"]
 
@@ -55,30 +56,39 @@ class RetryPolicy:
 
 
 class Generation:
-    """One batch's outcome, shared by every write that went into it."""
+    """One batch's outcome, shared by every write that went into it.
 
-    __slots__ = ("_done", "error")
+    A batch fails as a whole, or (when the backend names them) for some sessions only.
+    """
+
+    __slots__ = ("_done", "error", "failed")
 
     def __init__(self) -> None:
         self._done = anyio.Event()
         self.error: BaseException | None = None
+        self.failed: frozenset[str] | None = None  # None: the error, if any, hit everyone
 
-    @property
-    def committed(self) -> bool:
-        return self._done.is_set() and self.error is None
+    def committed_for(self, session_id: str) -> bool:
+        if not self._done.is_set():
+            return False
+        return self.error is None or (self.failed is not None and session_id not in self.failed)
 
     @property
     def finished(self) -> bool:
         return self._done.is_set()
 
-    def resolve(self, error: BaseException | None = None) -> None:
-        self.error = error
+    def resolve(
+        self, error: BaseException | None = None, failed: frozenset[str] | None = None
+    ) -> None:
+        self.error, self.failed = error, failed
         self._done.set()
 
-    async def wait(self) -> None:
-        """Return once the batch committed; raise its error if it failed."""
+    async def wait(self, session_id: str | None = None) -> None:
+        """Return once the batch committed (for ``session_id``); raise its error if not."""
         await self._done.wait()
-        if self.error is not None:
+        if self.error is not None and (
+            self.failed is None or session_id is None or session_id in self.failed
+        ):
             raise self.error
 
 
@@ -190,10 +200,8 @@ class Flusher:
     async def barrier(self) -> None:
         """Return once everything queued before this call is applied (errors included)."""
         if self._ops:
-            try:
+            with contextlib.suppress(MemoryError):
                 await self._generation.wait()
-            except MemoryError:
-                pass
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -240,14 +248,18 @@ class Flusher:
             error = await self._apply_with_retry(batch)
         self._pending -= weight
         self.batches += 1
+        failed: frozenset[str] | None = None
         if error is None:
             self.persisted_ops += len(ops)
         else:
             self.last_error = error
-            log.error("memory flush failed for %d sessions: %s", len(batch), error)
+            if isinstance(error, MemoryCorruptionError) and error.session_ids:
+                failed = frozenset(error.session_ids)
+            affected = sorted(failed) if failed else [w.session_id for w in batch]
+            log.error("memory flush failed for %d sessions: %s", len(affected), error)
             if self.on_failure is not None:
-                self.on_failure([w.session_id for w in batch], error)
-        generation.resolve(error)
+                self.on_failure(affected, error)
+        generation.resolve(error, failed)
         if not self._space.is_set() and self.has_space():
             self._space.set()
 

@@ -83,7 +83,7 @@ class Mailbox(Generic[C]):
             "waiting_senders": stats.tasks_waiting_send,
         }
 
-    async def call(self, command: C, timeout: float | None) -> Any:
+    async def call(self, command: C, timeout: float | None) -> Any:  # noqa: ASYNC109
         """Send ``command`` and wait for its reply, at most ``timeout`` seconds in all."""
         reply = Reply()
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:

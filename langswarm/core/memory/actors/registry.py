@@ -9,16 +9,16 @@ the live-session cap) and which sessions expired; then it flushes and stops them
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ..backends.base import Backend, SessionSnapshot
 from ..exceptions import SessionExistsError
 from ..interfaces import SessionMetadata, Summarizer
-from ..backends.base import Backend, SessionSnapshot
 from . import commands as c
 from .flusher import Flusher, Generation
 from .session import ActorHost, ActorSettings, SessionActor
@@ -101,7 +101,7 @@ class Registry(ActorHost):
 
     # -- ActorHost ------------------------------------------------------------------------
 
-    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         self._tg.start_soon(fn, *args)
 
     def on_stopped(self, actor: SessionActor) -> None:
@@ -221,11 +221,15 @@ class Registry(ActorHost):
         await self.flusher.barrier()
         for actor in chosen:
             # Skip actors that became active while the flusher drained.
-            if actor.last_active <= now and not actor.busy and actor.mailbox.empty:
-                if not actor._unpersisted or all(g.committed for _, g in actor._unpersisted):
-                    actor.stop()
-                    self.on_stopped(actor)
-                    self.passivations += 1
+            if (
+                actor.last_active <= now
+                and not actor.busy
+                and actor.mailbox.empty
+                and all(g.committed_for(actor.session_id) for _, g in actor._unpersisted)
+            ):
+                actor.stop()
+                self.on_stopped(actor)
+                self.passivations += 1
 
     async def _expire(self) -> None:
         assert self.ttl_seconds is not None

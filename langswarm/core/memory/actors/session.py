@@ -13,10 +13,11 @@ backend; a message leaves the tail only after the batch that holds it has commit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -25,6 +26,7 @@ import anyio
 
 from .._tokens import count_text_tokens, ensure_counted
 from .._windows import safe_boundary, window_start
+from ..backends.base import Backend, SessionSnapshot
 from ..exceptions import (
     MemoryValidationError,
     SessionFailedError,
@@ -40,7 +42,6 @@ from ..interfaces import (
     Summarizer,
     SummaryType,
 )
-from ..backends.base import Backend, SessionSnapshot
 from . import commands as c
 from .flusher import Flusher, Generation
 from .mailbox import ActorStopped, Mailbox, Reply
@@ -87,7 +88,7 @@ class ActorHost:
     summarizer: Summarizer
     restart_policy: RestartPolicy
 
-    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         raise NotImplementedError
 
     def on_stopped(self, actor: SessionActor) -> None:
@@ -320,7 +321,7 @@ class SessionActor:
         meta.updated_at = datetime.now()
         generation = flusher.append(self.session_id, first, list(messages), self)
         pending = self._unpersisted
-        while pending and pending[0][1].committed:
+        while pending and pending[0][1].committed_for(self.session_id):
             pending.popleft()
         if not pending or pending[-1][1] is not generation:
             pending.append((first, generation))
@@ -352,7 +353,7 @@ class SessionActor:
         if len(self.tail) <= 2 * keep:
             return
         pending = self._unpersisted
-        while pending and pending[0][1].committed:
+        while pending and pending[0][1].committed_for(self.session_id):
             pending.popleft()
         persisted = pending[0][0] if pending else self.next_seq
         drop = min(len(self.tail) - keep, persisted - self.tail_start)
@@ -569,11 +570,8 @@ class SessionActor:
         except Exception as exc:
             log.warning("summary of session %s failed: %s", self.session_id, exc)
             error = exc
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.mailbox.cast(c.SummaryDone(summary, error, trigger_seq))
-            except ActorStopped:
-                pass
+        with anyio.CancelScope(shield=True), contextlib.suppress(ActorStopped):
+            await self.mailbox.cast(c.SummaryDone(summary, error, trigger_seq))
 
     def _summary_done(self, command: c.SummaryDone) -> None:
         self._summarizing = False
@@ -585,7 +583,8 @@ class SessionActor:
                 waiter.set_error(error)
             # Retried at the next trigger; appends never see this failure.
             return
-        if summary.covers_through > (self.latest_summary.covers_through if self.summaries else -1):
+        latest = self.latest_summary
+        if latest is None or summary.covers_through > latest.covers_through:
             self.summaries.append(summary)
             generation = self.host.flusher.summary(self.session_id, summary)
         else:

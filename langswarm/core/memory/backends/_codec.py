@@ -6,6 +6,7 @@ refuse (or migrate) data written by a newer release instead of misreading it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-_packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
+_packb: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True, datetime=False).pack
 _fromts = datetime.fromtimestamp
 
 

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import anyio
 import sniffio
 
+from ..exceptions import MemoryBackendError
+
 __all__ = ["LoopThread"]
 
 T = TypeVar("T")
@@ -30,9 +32,17 @@ def _host_waker(event: anyio.Event) -> Callable[[], None]:
         import trio
 
         token = trio.lowlevel.current_trio_token()
-        return lambda: token.run_sync_soon(event.set)
+
+        def wake_trio() -> None:
+            token.run_sync_soon(event.set)
+
+        return wake_trio
     loop = asyncio.get_running_loop()
-    return lambda: loop.call_soon_threadsafe(event.set)
+
+    def wake_asyncio() -> None:
+        loop.call_soon_threadsafe(event.set)
+
+    return wake_asyncio
 
 
 class LoopThread:
@@ -90,7 +100,10 @@ class LoopThread:
             wake = _host_waker(done)
             future.add_done_callback(lambda _: wake())
             await done.wait()
-        return future.result()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise MemoryBackendError(f"{self._name}: the backend was closed") from None
 
     def run_blocking(
         self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None
@@ -104,6 +117,14 @@ class LoopThread:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
+
+            def shutdown() -> None:
+                # Calls still pending fail (their callers see MemoryBackendError) instead
+                # of waiting forever on a loop that no longer runs.
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+                loop.call_soon(loop.stop)
+
+            loop.call_soon_threadsafe(shutdown)
             if thread is not threading.current_thread():
                 thread.join(timeout=5)

@@ -495,7 +495,8 @@ class RedisBackend:
                 "stored data of session(s) "
                 + ", ".join(f"{sid!r} ({_reason(e)})" for sid, e in corrupt.items())
                 + " is not ours; those sessions were left unchanged, the rest of the batch "
-                "was applied"
+                "was applied",
+                session_ids=tuple(corrupt),
             )
 
     async def delete_sessions(self, session_ids: Sequence[str]) -> int:

@@ -1,0 +1,518 @@
+"""SQLite storage through aiosqlite, run on a private asyncio loop so trio hosts work too.
+
+Tables: ``sessions`` (one row per session: the columns that listing and expiry filter on,
+the stored sequence range and the packed metadata), ``messages`` keyed by
+``(session_id, seq)`` and ``summaries`` keyed by ``(session_id, summary_id)``. Payloads are
+msgpack from :mod:`._codec`. Messages of a session are contiguous from ``first_seq`` up to
+``next_seq``, so counts never need a scan of ``messages``.
+
+Every protocol call is one hand-off to the private loop. There, one aiosqlite connection serves
+all calls and an :class:`asyncio.Lock` keeps calls from interleaving, so a batch is exactly
+one ``BEGIN IMMEDIATE … COMMIT`` and a read never sees a batch half-applied.
+
+Durability: ``synchronous=FULL`` by default, so a committed batch survives power loss.
+``synchronous="NORMAL"`` under WAL skips the fsync on commit: still safe against a process
+crash and never corrupt, but an OS crash or power cut may drop the last committed batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+import anyio
+
+from ..exceptions import (
+    MemoryBackendError,
+    MemoryConfigurationError,
+    MemoryConnectionError,
+    MemoryCorruptionError,
+)
+from ..exceptions import MemoryError as _MemoryError
+from ..interfaces import Message, SessionMetadata, SessionStatus
+from ._codec import (
+    pack_message,
+    pack_meta,
+    pack_summary,
+    unpack_message,
+    unpack_meta,
+    unpack_summary,
+)
+from ._loop_thread import LoopThread
+from .base import SessionSnapshot, SessionWrite, TransientBackendError
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+
+#: Version of the table layout, kept in ``PRAGMA user_version``; payloads carry their own.
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (
+        session_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        expires_at REAL,
+        message_count INTEGER NOT NULL,
+        next_seq INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        meta BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, updated_at)",
+    "CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at)",
+    "CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at)",
+    """CREATE TABLE IF NOT EXISTS messages (
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS summaries (
+        session_id TEXT NOT NULL,
+        summary_id TEXT NOT NULL,
+        covers_through INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        PRIMARY KEY (session_id, summary_id)
+    )""",
+)
+
+_SELECT_SEQS = (
+    "SELECT session_id, first_seq, next_seq FROM sessions"
+    " WHERE session_id IN (SELECT value FROM json_each(?))"
+)
+_UPSERT_SESSION = """
+    INSERT INTO sessions (session_id, user_id, status, created_at, updated_at, expires_at,
+                          message_count, first_seq, next_seq, meta)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (session_id) DO UPDATE SET
+        user_id = excluded.user_id, status = excluded.status,
+        created_at = excluded.created_at, updated_at = excluded.updated_at,
+        expires_at = excluded.expires_at, message_count = excluded.message_count,
+        first_seq = excluded.first_seq, next_seq = excluded.next_seq, meta = excluded.meta"""
+_UPDATE_SEQS = "UPDATE sessions SET first_seq = ?, next_seq = ? WHERE session_id = ?"
+# OR IGNORE: a retried batch whose first attempt did commit stores nothing twice.
+_INSERT_MESSAGE = "INSERT OR IGNORE INTO messages (session_id, seq, payload) VALUES (?, ?, ?)"
+_TRIM = "DELETE FROM messages WHERE session_id = ? AND seq < ?"
+# DO UPDATE rather than OR REPLACE keeps the rowid, which orders summaries that tie.
+_UPSERT_SUMMARY = """
+    INSERT INTO summaries (session_id, summary_id, covers_through, payload) VALUES (?, ?, ?, ?)
+    ON CONFLICT (session_id, summary_id) DO UPDATE SET
+        covers_through = excluded.covers_through, payload = excluded.payload"""
+# One statement is one consistent snapshot and one trip to the driver thread. Rows are
+# (kind, order, tie-break, blob): 0 = session row, 1 = message, 2 = summary.
+_LOAD_SESSION = """
+    SELECT 0, first_seq, next_seq, meta FROM sessions WHERE session_id = ?1
+    UNION ALL
+    SELECT * FROM (SELECT 1, seq, 0, payload FROM messages WHERE session_id = ?1
+                   ORDER BY seq DESC LIMIT ?2)
+    UNION ALL
+    SELECT 2, covers_through, rowid, payload FROM summaries WHERE session_id = ?1"""
+_LOAD_MESSAGES = (
+    "SELECT payload FROM messages WHERE session_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
+)
+# Per status: sessions and stored messages; the summary count rides along on every row.
+_USAGE = """
+    SELECT status, COUNT(*), TOTAL(next_seq - first_seq), (SELECT COUNT(*) FROM summaries)
+    FROM sessions GROUP BY status"""
+
+# Primary result codes worth a retry: lock contention and I/O or space trouble that can pass.
+_TRANSIENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+
+
+def _describe(exc: BaseException, path: str) -> _MemoryError:
+    """Map a driver or OS error to ours, with a message naming the database."""
+    if isinstance(exc, sqlite3.Error):
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in _TRANSIENT_CODES:
+            return TransientBackendError(f"SQLite database {path} is busy or unavailable: {exc}")
+        if code == sqlite3.SQLITE_READONLY:
+            return MemoryBackendError(f"SQLite database {path} is read-only: {exc}")
+        if code == sqlite3.SQLITE_NOTADB:
+            return MemoryBackendError(f"{path} is not an SQLite database: {exc}")
+        if code == sqlite3.SQLITE_CORRUPT:
+            return MemoryCorruptionError(f"SQLite database {path} is corrupt: {exc}")
+        if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+            return MemoryConnectionError(f"cannot open SQLite database {path}: {exc}")
+    elif isinstance(exc, OSError):
+        return MemoryBackendError(f"SQLite database {path}: {exc}")
+    return MemoryBackendError(f"SQLite backend for {path} failed: {exc!r}")
+
+
+@dataclass(slots=True)
+class _Phase:
+    """Rows for one run of writes with distinct sessions, so statement order is free."""
+
+    deletes: list[tuple[str]] = field(default_factory=list)
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    seq_updates: list[tuple[int, int, str]] = field(default_factory=list)
+    messages: list[tuple[str, int, bytes]] = field(default_factory=list)
+    trims: list[tuple[str, int]] = field(default_factory=list)
+    summaries: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+
+
+def _session_row(sid: str, meta: SessionMetadata, first: int, nxt: int) -> tuple[Any, ...]:
+    expires = meta.expires_at.timestamp() if meta.expires_at is not None else None
+    return (
+        sid,
+        meta.user_id,
+        meta.status.value,
+        meta.created_at.timestamp(),
+        meta.updated_at.timestamp(),
+        expires,
+        meta.message_count,
+        first,
+        nxt,
+        pack_meta(meta),
+    )
+
+
+def _plan(batch: Sequence[SessionWrite], seqs: dict[str, tuple[int, int]]) -> list[_Phase]:
+    """Turn ``batch`` into rows to write, given each stored session's ``(first, next)`` seq.
+
+    Same semantics as :class:`InMemoryBackend`: messages below the stored ``next_seq`` were
+    stored by an earlier attempt and are skipped; writes to an absent session without
+    metadata are dropped. A session that repeats in the batch starts a new phase.
+    """
+    phases = [_Phase()]
+    seen: set[str] = set()
+    for write in batch:
+        sid = write.session_id
+        if sid in seen:
+            phases.append(_Phase())
+            seen.clear()
+        seen.add(sid)
+        phase = phases[-1]
+        if write.delete:
+            phase.deletes.append((sid,))
+            seqs.pop(sid, None)
+        stored = seqs.get(sid)
+        if stored is None:
+            if write.meta is None:
+                continue
+            first = nxt = write.first_seq
+        else:
+            first, nxt = stored
+        fresh = write.messages[max(nxt - write.first_seq, 0) :]
+        new_first, new_next = first, nxt + len(fresh)
+        if write.trim_before is not None and write.trim_before > first:
+            new_first = min(write.trim_before, new_next)
+            phase.trims.append((sid, new_first))
+        phase.messages.extend((sid, seq, pack_message(m)) for seq, m in enumerate(fresh, start=nxt))
+        if write.meta is not None:
+            phase.upserts.append(_session_row(sid, write.meta, new_first, new_next))
+        elif (new_first, new_next) != (first, nxt):
+            phase.seq_updates.append((new_first, new_next, sid))
+        seqs[sid] = (new_first, new_next)
+        phase.summaries.extend(
+            (sid, s.summary_id, s.covers_through, pack_summary(s)) for s in write.summaries
+        )
+    return phases
+
+
+class SQLiteBackend:
+    """Sessions in an SQLite file (or ``":memory:"``), written one transaction per batch."""
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        db_path: str = ":memory:",
+        *,
+        enable_wal: bool = True,
+        busy_timeout: float = 5.0,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise MemoryConfigurationError(
+                f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}"
+            )
+        if busy_timeout < 0:
+            raise MemoryConfigurationError(f"busy_timeout must be >= 0, not {busy_timeout!r}")
+        self.db_path = db_path
+        self.persistent = db_path != ":memory:"
+        self._enable_wal = enable_wal
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._thread = LoopThread(name="langswarm-sqlite")
+        # Owned by the private loop: set in _open, cleared in _close.
+        self._conn: aiosqlite.Connection | None = None
+        self._lock: asyncio.Lock | None = None
+        self._file_id: tuple[int, int] | None = None
+
+    # -- protocol -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            # Shielded: opening is bounded (busy_timeout) and must end open or cleaned up.
+            with anyio.CancelScope(shield=True):
+                await self._thread.run(self._open)
+        except _MemoryError:
+            self._thread.stop()
+            raise
+        except Exception as exc:
+            self._thread.stop()
+            error = _describe(exc, self.db_path)
+            if not isinstance(error, MemoryConnectionError):
+                error = MemoryConnectionError(f"cannot use SQLite database: {error}")
+            raise error from exc
+
+    async def close(self) -> None:
+        try:
+            if self._conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._call(self._close)
+        finally:
+            self._thread.stop()
+
+    async def apply(self, batch: Sequence[SessionWrite]) -> None:
+        if batch:
+            await self._call(self._apply, batch)
+
+    async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
+        return await self._call(self._load_session, session_id, max(tail, 0))
+
+    async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
+        return await self._call(self._load_messages, session_id, start, stop)
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = 100,
+        updated_before: datetime | None = None,
+    ) -> list[SessionMetadata]:
+        where: list[str] = []
+        params: list[Any] = []
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if status is not None:
+            # With a user given, "+" keeps the planner on the per-user index.
+            where.append("+status = ?" if user_id is not None else "status = ?")
+            params.append(SessionStatus(status).value)
+        if updated_before is not None:
+            where.append("updated_at < ?")
+            params.append(updated_before.timestamp())
+        sql = "SELECT meta FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, rowid DESC LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return await self._call(self._list_sessions, sql, params)
+
+    async def get_usage_stats(self) -> dict[str, Any]:
+        return await self._call(self._usage_stats)
+
+    async def delete_sessions(self, session_ids: Sequence[str]) -> int:
+        if not session_ids:
+            return 0
+        return await self._call(self._delete_sessions, list(dict.fromkeys(session_ids)))
+
+    # -- host side --------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the private loop; map every failure to our errors."""
+        if self._conn is None:
+            raise MemoryBackendError(f"SQLite backend for {self.db_path} is not open")
+        try:
+            return await self._thread.run(fn, *args)
+        except _MemoryError:
+            raise
+        except Exception as exc:
+            raise _describe(exc, self.db_path) from exc
+
+    # -- private loop -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for this call alone (calls queue here in arrival order)."""
+        assert self._lock is not None
+        async with self._lock:
+            if self._conn is None:
+                raise MemoryBackendError(f"SQLite backend for {self.db_path} is closed")
+            yield self._conn
+
+    @contextlib.asynccontextmanager
+    async def _write_transaction(self, conn: aiosqlite.Connection) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` around the block; ``ROLLBACK`` if it raises."""
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._check_file()
+            await conn.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back by itself on some errors (e.g. SQLITE_FULL).
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    def _check_file(self) -> None:
+        """Refuse to commit when the database file was deleted or replaced since opening.
+
+        With WAL, SQLite keeps writing to an unlinked file without complaint, and the data
+        would vanish with the connection.
+        """
+        if self._file_id is None:
+            return
+        try:
+            st = os.stat(self.db_path)
+        except FileNotFoundError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != self._file_id:
+            raise MemoryBackendError(
+                f"SQLite database {self.db_path} was deleted or replaced while open"
+            )
+
+    async def _open(self) -> None:
+        self._file_id = None
+        # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
+        # backend nobody closed never blocks interpreter exit.
+        conn = aiosqlite.connect(self.db_path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            await conn
+        except BaseException:
+            # On a failed connect aiosqlite stops its worker without waiting for it; if this
+            # loop closed first, the worker's last report would fail in that thread.
+            worker = getattr(conn, "_thread", None)
+            if isinstance(worker, threading.Thread) and worker.is_alive():
+                worker.join(timeout=5)
+            raise
+        try:
+            await self._prepare(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._lock = conn, asyncio.Lock()
+
+    async def _prepare(self, conn: aiosqlite.Connection) -> None:
+        """Set pragmas, create or check the schema, and prove the file is writable."""
+        if self.persistent:
+            if self._enable_wal:
+                await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        async with self._write_transaction(conn):
+            ((version,),) = await conn.execute_fetchall("PRAGMA user_version")
+            if version > SCHEMA_VERSION:
+                raise MemoryBackendError(
+                    f"SQLite database {self.db_path} has schema version {version}; this "
+                    f"release reads version {SCHEMA_VERSION} at most"
+                )
+            for statement in _SCHEMA:
+                await conn.execute(statement)
+            # Written even when unchanged: a read-only file fails here, not at the first batch.
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if self.persistent:
+            st = os.stat(self.db_path)
+            self._file_id = (st.st_dev, st.st_ino)
+
+    async def _close(self) -> None:
+        async with self._exclusive() as conn:
+            self._conn = None
+            await conn.close()
+
+    async def _apply(self, batch: Sequence[SessionWrite]) -> None:
+        ids = json.dumps([w.session_id for w in batch])
+        async with self._exclusive() as conn, self._write_transaction(conn):
+            rows = await conn.execute_fetchall(_SELECT_SEQS, (ids,))
+            seqs = {sid: (first, nxt) for sid, first, nxt in rows}
+            for phase in _plan(batch, seqs):
+                await self._write_phase(conn, phase)
+
+    @staticmethod
+    async def _write_phase(conn: aiosqlite.Connection, phase: _Phase) -> None:
+        if phase.deletes:
+            await _delete_rows(conn, phase.deletes)
+        if phase.upserts:
+            await conn.executemany(_UPSERT_SESSION, phase.upserts)
+        if phase.seq_updates:
+            await conn.executemany(_UPDATE_SEQS, phase.seq_updates)
+        if phase.messages:
+            await conn.executemany(_INSERT_MESSAGE, phase.messages)
+        if phase.trims:
+            await conn.executemany(_TRIM, phase.trims)
+        if phase.summaries:
+            await conn.executemany(_UPSERT_SUMMARY, phase.summaries)
+
+    async def _load_session(self, session_id: str, tail: int) -> SessionSnapshot | None:
+        async with self._exclusive() as conn:
+            rows = await conn.execute_fetchall(_LOAD_SESSION, (session_id, tail))
+        head = [row for row in rows if row[0] == 0]
+        if not head:
+            return None
+        _, first_seq, next_seq, meta = head[0]
+        body = sorted(row for row in rows if row[0] != 0)
+        return SessionSnapshot(
+            meta=unpack_meta(meta),
+            messages=[unpack_message(row[3]) for row in body if row[0] == 1],
+            first_seq=first_seq,
+            next_seq=next_seq,
+            summaries=[unpack_summary(row[3]) for row in body if row[0] == 2],
+        )
+
+    async def _load_messages(self, session_id: str, start: int, stop: int) -> list[Message]:
+        async with self._exclusive() as conn:
+            rows = await conn.execute_fetchall(_LOAD_MESSAGES, (session_id, start, stop))
+        return [unpack_message(payload) for (payload,) in rows]
+
+    async def _list_sessions(self, sql: str, params: list[Any]) -> list[SessionMetadata]:
+        async with self._exclusive() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        return [unpack_meta(meta) for (meta,) in rows]
+
+    async def _usage_stats(self) -> dict[str, Any]:
+        async with self._exclusive() as conn:
+            rows = list(await conn.execute_fetchall(_USAGE))
+        return {
+            "backend": self.name,
+            "total_sessions": sum(row[1] for row in rows),
+            "total_messages": int(sum(row[2] for row in rows)),
+            "total_summaries": rows[0][3] if rows else 0,
+            "sessions_by_status": {row[0]: row[1] for row in rows},
+            "storage_size_mb": self._storage_size_mb(),
+        }
+
+    def _storage_size_mb(self) -> float | None:
+        if not self.persistent:
+            return None
+        size = 0
+        for path in (self.db_path, self.db_path + "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                size += os.stat(path).st_size
+        return size / (1024 * 1024)
+
+    async def _delete_sessions(self, session_ids: list[str]) -> int:
+        rows = [(sid,) for sid in session_ids]
+        async with self._exclusive() as conn, self._write_transaction(conn):
+            return await _delete_rows(conn, rows)
+
+
+async def _delete_rows(conn: aiosqlite.Connection, rows: list[tuple[str]]) -> int:
+    """Delete the given sessions with their messages and summaries; return sessions deleted."""
+    await conn.executemany("DELETE FROM messages WHERE session_id = ?", rows)
+    await conn.executemany("DELETE FROM summaries WHERE session_id = ?", rows)
+    cursor = await conn.executemany("DELETE FROM sessions WHERE session_id = ?", rows)
+    return int(cursor.rowcount)
