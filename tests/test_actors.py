@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from langswarm.core.memory import MemoryManager
@@ -41,7 +42,7 @@ async def test_cancelled_waiting_caller_does_not_wedge_the_actor() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.add_message, user_message("blocked"))
             while not actor.busy:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             caller = anyio.CancelScope()
 
             async def cancelled_caller() -> None:
@@ -50,9 +51,9 @@ async def test_cancelled_waiting_caller_does_not_wedge_the_actor() -> None:
 
             tg.start_soon(cancelled_caller)
             while actor.mailbox.statistics()["buffered"] < 1:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             caller.cancel()  # it is now waiting for its reply
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             assert caller.cancelled_caught or caller.cancel_called
             backend.gate.set()
         await memory.backend.list_sessions()  # read-your-writes barrier
@@ -75,10 +76,10 @@ async def test_caller_cancelled_on_a_full_mailbox_sends_nothing() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.add_message, user_message("waits for space"))
             while not actor.busy:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             tg.start_soon(session.update_metadata, {"queued": True})
             while actor.mailbox.statistics()["buffered"] < 1:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             with anyio.move_on_after(0.05):
                 await session.update_metadata({"never": True})  # mailbox full: blocks
             backend.gate.set()
@@ -102,7 +103,7 @@ async def test_an_error_reaches_its_caller_and_the_actor_serves_the_next() -> No
         async with anyio.create_task_group() as tg:
             tg.start_soon(session.add_message, user_message("queued"))
             while not actor.busy:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             with pytest.raises(MemoryValidationError):  # through the mailbox
                 with anyio.fail_after(5):
                     backend.gate.set()
@@ -174,7 +175,7 @@ async def test_a_flood_of_writes_meets_backpressure() -> None:
                 tg.start_soon(writer, i)
             await backend.waiting.wait()
             while actor.mailbox.statistics()["waiting_senders"] == 0:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             # Held: bounded buffers, blocked writers, nothing unbounded in between.
             assert runtime.flusher.pending <= capacity + 1
             assert actor.mailbox.statistics()["buffered"] <= mailbox

@@ -18,12 +18,12 @@ from ._manager import MemoryManager as MemoryManager
 from ._manager import get_global_memory_manager as get_global_memory_manager
 from ._manager import initialize_memory as initialize_memory
 from ._session import MemorySession as MemorySession
+from ._session import MemorySessionContext as MemorySessionContext
 from ._summarizers import AnthropicSummarizer as AnthropicSummarizer
 from ._summarizers import ExtractiveSummarizer as ExtractiveSummarizer
 from ._summarizers import OpenAISummarizer as OpenAISummarizer
-from ._session import MemorySessionContext as MemorySessionContext
 from .exceptions import MemoryConnectionError as MemoryConnectionError
-from .exceptions import MemoryError as MemoryError  # noqa: A004 - ours, not the builtin
+from .exceptions import MemoryError as MemoryError
 from .interfaces import ConversationSummary as ConversationSummary
 from .interfaces import Durability as Durability
 from .interfaces import Message as Message
