@@ -7,9 +7,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass
@@ -108,6 +109,44 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of the shared test redis-server, flushed before the test."""
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., RedisServer]]:
+    """Serve a fixed ``host:port`` (as written in the guide) from a private redis-server.
+
+    Name resolution for that one ``(host, port)`` pair is pointed at a server started on a
+    free loopback port; every other lookup is untouched.
+    """
+    real = socket.getaddrinfo
+    aliases: dict[tuple[str, int], int] = {}
+    servers: list[RedisServer] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            target = aliases.get((host, int(port)))
+        except (TypeError, ValueError):
+            target = None
+        if target is not None:
+            return real("127.0.0.1", target, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    def alias(host: str, port: int, *extra_args: str) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        server = RedisServer(port=free_port(), directory=directory, extra_args=extra_args)
+        server.start()
+        servers.append(server)
+        aliases[(host, port)] = server.port
+        return server
+
+    yield alias
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

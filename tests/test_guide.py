@@ -11,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from langswarm.core.memory import get_global_memory_manager, initialize_memory
-from langswarm.core.memory.interfaces import MessageRole, SessionStatus
+from langswarm.core.memory.interfaces import Message, MessageRole, SessionStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -725,3 +728,368 @@ async def test_complete_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Ready for OpenAI API with 6 messages" in out
     assert "Total conversation: 6 messages" in out
     assert "Conversation stored in session: session_" in out
+
+
+
+async def test_environment_setups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_alias: Callable[..., Any]) -> None:
+    """The guide's environment setups; redis.example.com:6379 is served by a private redis-server."""
+    monkeypatch.setenv("LANGSWARM_MEMORY_DB", str(tmp_path / "prod" / "memory.db"))
+    redis_alias("redis.example.com", 6379)
+    # --- guide: Different Environment Setups ---
+    # Development - fast in-memory storage
+    initialize_memory("development")
+
+    # Testing - SQLite in-memory database
+    initialize_memory("testing")
+
+    # Production - persistent SQLite database
+    initialize_memory("production")
+
+    # Custom configuration
+    initialize_memory(memory={
+        "backend": "redis",
+        "config": {
+            "host": "redis.example.com",
+            "port": 6379
+        }
+    })
+    # --- end guide ---
+    memory = get_global_memory_manager()
+    assert memory.backend.name == "redis"
+    session = await memory.create_session(user_id="u")
+    await session.add_message(Message(role=MessageRole.USER, content="stored in redis"))
+    assert [m.content for m in await session.get_messages()] == ["stored in redis"]
+
+
+
+async def test_sqlite_backend() -> None:
+    """The guide's SQLite block; /data/conversations.db is only configured, never opened."""
+    # --- guide: SQLite Backend (Local Persistence) ---
+    # Automatic SQLite setup
+    initialize_memory("production")
+
+    # Custom SQLite configuration
+    initialize_memory(memory={
+        "backend": "sqlite",
+        "config": {
+            "db_path": "/data/conversations.db",
+            "enable_wal": True  # Better performance
+        }
+    })
+
+    # Features:
+    # - Persistent local storage
+    # - No external services required
+    # - ACID transactions
+    # - Great for single-server deployments
+    # --- end guide ---
+    memory = get_global_memory_manager()
+    assert memory.backend.name == "sqlite"
+    assert memory.durability.value == "committed"
+
+
+
+async def test_redis_backend(redis_alias: Callable[..., Any]) -> None:
+    """The guide's Redis block against a private redis-server that requires its password."""
+    redis_alias("localhost", 6379, "--requirepass", "optional_password")
+    # --- guide: Redis Backend (Distributed) ---
+    # Redis configuration
+    initialize_memory(memory={
+        "backend": "redis",
+        "config": {
+            "host": "localhost",
+            "port": 6379,
+            "db": 0,
+            "password": "optional_password",
+            "pool_size": 10,
+            "ttl_seconds": 86400  # 24 hour session expiration
+        }
+    })
+
+    # Features:
+    # - High performance
+    # - Distributed/clustered support
+    # - Automatic session expiration
+    # - Perfect for multi-server deployments
+    # --- end guide ---
+    memory = get_global_memory_manager()
+    session = await memory.create_session(user_id="u")
+    await session.add_message(Message(role=MessageRole.USER, content="hello"))
+    stats = await memory.backend.get_usage_stats()
+    assert stats["total_messages"] == 1
+
+
+
+async def test_connection_issues(capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's fallback: an unreachable Redis host raises MemoryConnectionError quickly."""
+    started = time.monotonic()
+    # --- guide: Connection Issues ---
+    from langswarm.core.memory.exceptions import MemoryConnectionError, MemoryError
+
+    try:
+        # Initialize memory
+        initialize_memory(memory={
+            "backend": "redis",
+            "config": {"host": "unreachable-host"}
+        })
+    except MemoryConnectionError as e:
+        print(f"Failed to connect to memory backend: {e}")
+        # Fallback to local storage
+        initialize_memory("development")
+    # --- end guide ---
+    assert time.monotonic() - started < 5
+    assert "Failed to connect to memory backend" in capsys.readouterr().out
+    assert get_global_memory_manager().backend.name == "memory"
+
+
+
+async def test_openai_integration(llm_standin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guide's OpenAI block with the official SDK against the local stand-in API."""
+    from langswarm.core.memory import MemorySessionContext, create_openai_message
+
+    llm_standin.reset()
+    llm_standin.configure(reply="Quantum computers use qubits.")
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_standin.openai_base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    initialize_memory("development")
+    # --- guide: OpenAI Integration ---
+    import openai
+    from langswarm.core.memory import messages_to_openai_format
+
+    # Get conversation context
+    async with MemorySessionContext(user_id="user123") as session:
+        # Add user message
+        await session.add_message(create_openai_message("user", "Explain quantum computing"))
+
+        # Get context for OpenAI API
+        context_messages = await session.get_conversation_context(max_tokens=3000)
+        openai_format = messages_to_openai_format(context_messages)
+
+        # Call OpenAI API
+        client = openai.AsyncOpenAI()
+        response = await client.chat.completions.create(
+            model="gpt-4",
+            messages=openai_format,
+            max_tokens=1000
+        )
+
+        # Save assistant response
+        assistant_message = create_openai_message("assistant", response.choices[0].message.content)
+        await session.add_message(assistant_message)
+    # --- end guide ---
+    await client.close()
+    request = llm_standin.requests[-1]
+    assert request.status == 200
+    assert request.body["messages"] == [{"role": "user", "content": "Explain quantum computing"}]
+    stored = await session.get_messages()
+    assert [m.content for m in stored] == ["Explain quantum computing", "Quantum computers use qubits."]
+
+
+
+async def test_anthropic_integration(llm_standin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guide's Anthropic block with the official SDK against the local stand-in API."""
+    from langswarm.core.memory import MemorySessionContext, create_anthropic_message
+
+    llm_standin.reset()
+    llm_standin.configure(reply="Waves fold the light.")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", llm_standin.anthropic_base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    initialize_memory("development")
+    # --- guide: Anthropic Integration ---
+    import anthropic
+    from langswarm.core.memory import messages_to_anthropic_format
+
+    # Get conversation context
+    async with MemorySessionContext(user_id="user123") as session:
+        # Add user message
+        await session.add_message(create_anthropic_message("user", "Write a poem about the ocean"))
+
+        # Get context for Anthropic API
+        context_messages = await session.get_conversation_context(max_tokens=8000)
+        anthropic_format = messages_to_anthropic_format(context_messages)
+
+        # Call Anthropic API
+        client = anthropic.AsyncAnthropic()
+        response = await client.messages.create(
+            model="claude-3-opus-20240229",
+            messages=anthropic_format,
+            max_tokens=1000
+        )
+
+        # Save assistant response
+        assistant_message = create_anthropic_message("assistant", response.content[0].text)
+        await session.add_message(assistant_message)
+    # --- end guide ---
+    await client.close()
+    request = llm_standin.requests[-1]
+    assert request.status == 200
+    assert request.body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Write a poem about the ocean"}]}
+    ] or request.body["messages"] == [{"role": "user", "content": "Write a poem about the ocean"}]
+    stored = await session.get_messages()
+    assert stored[-1].content == "Waves fold the light." or stored[-1].text() == "Waves fold the light."
+
+
+
+async def test_function_and_tool_calls() -> None:
+    """The guide's tool-call block; the stored conversation converts to valid SDK requests."""
+    from pydantic import TypeAdapter
+    import anthropic.types
+    import openai.types.chat
+
+    from langswarm.core.memory import (
+        create_anthropic_message,
+        create_openai_message,
+        messages_to_anthropic_request,
+        messages_to_openai_format,
+    )
+
+    initialize_memory("development")
+    session = await get_global_memory_manager().create_session(user_id="user123")
+    await session.add_message(create_openai_message("user", "Find ML material and recent AI papers"))
+    # --- guide: Function and Tool Calls ---
+    # OpenAI function calling
+    function_call_msg = create_openai_message(
+        "assistant",
+        content=None,
+        function_call={
+            "name": "search_knowledge_base",
+            "arguments": '{"query": "machine learning", "limit": 5}'
+        }
+    )
+    await session.add_message(function_call_msg)
+
+    # Function result
+    function_result = create_openai_message(
+        "function",
+        content='{"results": ["ML basics", "Neural networks", "Deep learning"]}',
+        name="search_knowledge_base"
+    )
+    await session.add_message(function_result)
+
+    # Anthropic tool usage
+    tool_use_msg = create_anthropic_message(
+        "assistant",
+        content=[
+            {"type": "text", "text": "I'll search for that information."},
+            {
+                "type": "tool_use",
+                "id": "tool_123",
+                "name": "web_search",
+                "input": {"query": "latest AI research"}
+            }
+        ]
+    )
+    await session.add_message(tool_use_msg)
+
+    # Tool result
+    tool_result_msg = create_anthropic_message(
+        "user",
+        content=[
+            {
+                "type": "tool_result",
+                "tool_use_id": "tool_123",
+                "content": "Found 10 recent papers on AI research..."
+            }
+        ]
+    )
+    await session.add_message(tool_result_msg)
+    # --- end guide ---
+    stored = await session.get_messages()
+    assert len(stored) == 5
+    TypeAdapter(list[openai.types.chat.ChatCompletionMessageParam]).validate_python(
+        messages_to_openai_format(stored)
+    )
+    _, anthropic_messages = messages_to_anthropic_request(stored)
+    TypeAdapter(list[anthropic.types.MessageParam]).validate_python(anthropic_messages)
+    context = await session.get_conversation_context(max_tokens=10_000)
+    assert context == stored
+
+
+
+async def test_automatic_summarization(capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's 'Automatic Summarization' block."""
+    from langswarm.core.memory import create_openai_message
+
+    initialize_memory("development")
+    memory = get_global_memory_manager()
+    # --- guide: Automatic Summarization ---
+    # Configure auto-summarization when creating session
+    session = await memory.create_session(
+        user_id="user123",
+        auto_summarize_threshold=50  # Summarize every 50 messages
+    )
+
+    # Add messages - summarization happens automatically
+    for i in range(60):  # This will trigger auto-summarization
+        await session.add_message(create_openai_message("user", f"Message {i}"))
+        await session.add_message(create_openai_message("assistant", f"Response {i}"))
+
+    # Check summaries
+    summaries = await session.get_summaries()
+    print(f"Created {len(summaries)} automatic summaries")
+    # --- end guide ---
+    assert "Created 2 automatic summaries" in capsys.readouterr().out
+    assert [s.covers_through for s in summaries] == [50, 100]
+    assert summaries[1].message_count == 100
+
+
+
+async def test_manual_summarization(capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's 'Manual Summarization' block."""
+    from langswarm.core.memory import create_openai_message
+
+    initialize_memory("development")
+    session = await get_global_memory_manager().create_session(user_id="user123")
+    await session.add_message(create_openai_message("user", "My name is Ada and my order is 4417."))
+    await session.add_message(create_openai_message("assistant", "Thanks Ada, order 4417 ships Friday."))
+    # --- guide: Manual Summarization ---
+    from langswarm.core.memory.interfaces import SummaryType
+
+    # Create manual summary
+    summary = await session.create_summary(summary_type=SummaryType.MANUAL)
+    print(f"Summary: {summary.summary_text}")
+    print(f"Covers {summary.message_count} messages")
+
+    # View all summaries
+    all_summaries = await session.get_summaries()
+    for summary in all_summaries:
+        print(f"{summary.created_at}: {summary.summary_text[:100]}...")
+        print(f"  Type: {summary.summary_type}")
+        print(f"  Messages: {summary.message_count}")
+        print(f"  Tokens: {summary.token_count}")
+    # --- end guide ---
+    out = capsys.readouterr().out
+    assert "Covers 2 messages" in out
+    assert "4417" in summary.summary_text
+    assert "Type: manual" in out
+
+
+
+async def test_summary_based_context() -> None:
+    """The guide's 'Summary-Based Context' block."""
+    from langswarm.core.memory import create_openai_message
+    from langswarm.core.memory.interfaces import SummaryType
+
+    initialize_memory("development")
+    session = await get_global_memory_manager().create_session(user_id="user123")
+    for i in range(40):
+        await session.add_message(create_openai_message("user", f"Question {i} about invoice {9000 + i}"))
+    summary = await session.create_summary(summary_type=SummaryType.MANUAL)
+    await session.add_message(create_openai_message("assistant", "Latest answer"))
+    # --- guide: Summary-Based Context ---
+    # Get context including summaries for very long conversations
+    full_context = await session.get_conversation_context(
+        max_tokens=8000,
+        include_summaries=True  # Include relevant summaries
+    )
+
+    # This gives you:
+    # 1. Relevant conversation summaries
+    # 2. Recent conversation messages
+    # 3. All within token limit
+    # --- end guide ---
+    assert full_context[0].role is MessageRole.SYSTEM
+    assert summary.summary_text in full_context[0].content
+    assert [m.content for m in full_context[1:]] == ["Latest answer"]
+    assert sum(m.token_count or 0 for m in full_context) <= 8000

@@ -136,7 +136,10 @@ def _backend(kind: str, config: dict[str, Any]) -> Backend:
         if kind == "sqlite":
             from .backends.sqlite import SQLiteBackend
 
-            config = {"db_path": default_db_path(), **config}
+            if "db_path" not in config:
+                path = Path(default_db_path())
+                path.parent.mkdir(parents=True, exist_ok=True)
+                config = {"db_path": str(path), **config}
             return SQLiteBackend(**config)
         if kind == "redis":
             from .backends.redis import RedisBackend

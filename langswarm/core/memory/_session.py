@@ -199,8 +199,11 @@ class MemorySession:
         return await self.get_conversation_context(max_tokens=token_limit)
 
     async def get_summaries(self) -> list[ConversationSummary]:
-        """Every summary of this session, oldest first."""
-        result: list[ConversationSummary] = await self._call(c.GetSummaries())
+        """Every summary of this session, oldest first (after any summary in progress)."""
+        result = await self._call(c.GetSummaries())
+        if isinstance(result, Reply):
+            result = await result.wait()
+        assert isinstance(result, list)
         return result
 
     async def create_summary(

@@ -160,7 +160,7 @@ def _classify(message: Message) -> int:
         return 2
     if isinstance(content, list) and content:
         kinds = [block.get("type") if isinstance(block, dict) else None for block in content]
-        if all(kind == "tool_result" for kind in kinds):
+        if "tool_result" in kinds:
             return 2
         if "tool_use" in kinds:
             return 1
@@ -190,7 +190,19 @@ class SessionMetadata:
 
     def copy(self) -> SessionMetadata:
         """A snapshot that does not share the mutable ``metadata`` dict."""
-        return replace(self, metadata=dict(self.metadata))
+        return SessionMetadata(
+            self.session_id,
+            self.user_id,
+            self.status,
+            self.created_at,
+            self.updated_at,
+            self.max_messages,
+            self.max_tokens,
+            self.auto_summarize_threshold,
+            dict(self.metadata),
+            self.message_count,
+            self.expires_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)

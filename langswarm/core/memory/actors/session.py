@@ -120,6 +120,7 @@ class SessionActor:
         self.last_active = anyio.current_time()
         self._summarizing = False
         self._summary_waiters: list[Reply] = []
+        self._list_waiters: list[Reply] = []
         self._summary_message: Message | None = None
         self._load(snapshot)
 
@@ -143,6 +144,7 @@ class SessionActor:
             default=0,
         )
         self._summary_due = False
+        self._due_end = self.next_seq
 
     def meta_snapshot(self) -> SessionMetadata:
         return self.meta.copy()
@@ -294,9 +296,10 @@ class SessionActor:
             if envelope.reply is not None:
                 envelope.reply.set_error(error or ActorStopped())
         self.mailbox.receive.close()
-        for waiter in self._summary_waiters:
+        for waiter in self._summary_waiters + self._list_waiters:
             waiter.set_error(error or ActorStopped())
         self._summary_waiters.clear()
+        self._list_waiters.clear()
 
     # -- writes --------------------------------------------------------------------------
 
@@ -340,12 +343,12 @@ class SessionActor:
         self._evict_tail()
         threshold = self.meta.auto_summarize_threshold
         if threshold and self.next_seq - self._last_auto_seq >= threshold:
-            self._last_auto_seq = self.next_seq
+            self._last_auto_seq = self._due_end = self.next_seq
             self._summary_due = True
         if self.meta.max_messages is not None:
             self._trim()
         if self._summary_due and not self._summarizing:
-            self._start_summary(SummaryType.AUTOMATIC)
+            self._start_summary(SummaryType.AUTOMATIC, self._due_end)
         self._check_invariants()
 
     def _evict_tail(self) -> None:
@@ -381,8 +384,9 @@ class SessionActor:
                 self.tail_start = target
             self.host.flusher.trim(self.session_id, target)
             self.host.flusher.touch(self.session_id, self)
-        if self.next_seq - self.first_seq > limit and not self._summarizing:
+        if self.next_seq - self.first_seq > limit and not self._summary_due:
             self._summary_due = True
+            self._due_end = self.next_seq
 
     def _update_meta(self, command: c.UpdateMeta) -> Generation:
         updates = command.updates
@@ -432,8 +436,14 @@ class SessionActor:
     def _snapshot(self, command: c.Snapshot) -> SessionMetadata:
         return self.meta.copy()
 
-    def _get_summaries(self, command: c.GetSummaries) -> list[ConversationSummary]:
-        return list(self.summaries)
+    def _get_summaries(self, command: c.GetSummaries) -> list[ConversationSummary] | Reply:
+        """The summaries; once a summary being made has landed, if one is (read-your-writes
+        for triggered summaries)."""
+        if not self._summarizing:
+            return list(self.summaries)
+        reply = Reply()
+        self._list_waiters.append(reply)
+        return reply
 
     def _get_messages(self, command: c.GetMessages) -> Any:
         limit = command.limit
@@ -514,11 +524,12 @@ class SessionActor:
             self._start_summary(command.summary_type)
         return reply
 
-    def _start_summary(self, summary_type: SummaryType) -> None:
+    def _start_summary(self, summary_type: SummaryType, end: int | None = None) -> None:
+        """Summarise from the latest summary up to ``end`` (default: everything so far)."""
         previous = self.latest_summary
         start = previous.covers_through if previous else self.first_seq
         start = max(start, self.first_seq)
-        end = self.next_seq
+        end = self.next_seq if end is None else max(min(end, self.next_seq), start)
         if end > self.tail_start:
             end = self.tail_start + safe_boundary(self.tail, end - self.tail_start)
         recent = self.tail[max(start - self.tail_start, 0) : max(end - self.tail_start, 0)]
@@ -582,22 +593,22 @@ class SessionActor:
             for waiter in waiters:
                 waiter.set_error(error)
             # Retried at the next trigger; appends never see this failure.
-            return
-        latest = self.latest_summary
-        if latest is None or summary.covers_through > latest.covers_through:
-            self.summaries.append(summary)
-            generation = self.host.flusher.summary(self.session_id, summary)
         else:
+            latest = self.latest_summary
             generation = None
-        for waiter in waiters:
-            waiter.set_result((summary, generation))
-        if self.meta.max_messages is not None:
-            self._trim()
-        if self._summary_due or (
-            self.meta.auto_summarize_threshold
-            and self.next_seq - self._last_auto_seq >= self.meta.auto_summarize_threshold
-        ):
-            self._start_summary(SummaryType.AUTOMATIC)
+            if latest is None or summary.covers_through > latest.covers_through:
+                self.summaries.append(summary)
+                generation = self.host.flusher.summary(self.session_id, summary)
+            for waiter in waiters:
+                waiter.set_result((summary, generation))
+            if self.meta.max_messages is not None:
+                self._trim()
+        if self._summary_due and summary is not None:
+            self._start_summary(SummaryType.AUTOMATIC, self._due_end)
+        if not self._summarizing:
+            listing, self._list_waiters = self._list_waiters, []
+            for waiter in listing:
+                waiter.set_result(list(self.summaries))
 
 
 def _filter(messages: Sequence[Message], command: c.GetMessages) -> list[Message]:
