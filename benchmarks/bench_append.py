@@ -24,9 +24,9 @@ from langswarm.core.memory import MemoryManager, Message, MessageRole
 from langswarm.core.memory._config import build
 
 TEXT = (
-    "The agent checked the order status, confirmed the shipping address in Lisbon and "
-    "scheduled delivery for Thursday; the customer asked whether the invoice could list "
-    "the VAT number."
+    "The agent checked order 4471: it shipped with DHL and arrives on 3 December. The "
+    "customer asked whether the invoice can also show their VAT number and purchase order; "
+    "finance will confirm it by Friday."
 )[:200]
 
 
