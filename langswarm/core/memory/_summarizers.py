@@ -669,20 +669,14 @@ def _no_call_needed(
     return _truncate(previous.summary_text if previous else "", max_tokens)
 
 
-class OpenAISummarizer:
-    """Summarizes with an OpenAI chat model through the official async client.
+class _LLMSummarizer:
+    """What the provider summarizers share: settings, budget checks, the final trim.
 
     ``max_output_tokens`` caps the model's reply (default: the summary budget); the reply is
     trimmed to the budget as counted here, since the provider's tokenizer may differ.
     """
 
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        model: str = "gpt-4o-mini",
-        prompt: str = DEFAULT_PROMPT,
-        max_output_tokens: int | None = None,
-    ) -> None:
+    def __init__(self, client: Any, model: str, prompt: str, max_output_tokens: int | None) -> None:
         self.client = client
         self.model = model
         self.prompt = prompt
@@ -699,16 +693,41 @@ class OpenAISummarizer:
         _check_budget(max_tokens)
         if (done := _no_call_needed(messages, previous, max_tokens)) is not None:
             return done
+        text = await self._complete(
+            _instructions(self.prompt, max_tokens),
+            _request_text(messages, previous),
+            self.max_output_tokens or max_tokens,
+        )
+        return _truncate(text.strip(), max_tokens)
+
+    async def _complete(self, instructions: str, request: str, max_output: int) -> str:
+        """One model call; the reply's text, or ``SummarizationError``."""
+        raise NotImplementedError
+
+
+class OpenAISummarizer(_LLMSummarizer):
+    """Summarizes with an OpenAI chat model through the official async client."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str = "gpt-4o-mini",
+        prompt: str = DEFAULT_PROMPT,
+        max_output_tokens: int | None = None,
+    ) -> None:
+        super().__init__(client, model, prompt, max_output_tokens)
+
+    async def _complete(self, instructions: str, request: str, max_output: int) -> str:
         import openai
 
         try:
             response = await self.client.chat.completions.create(
                 model=self.model,
                 messages=[
-                    {"role": "system", "content": _instructions(self.prompt, max_tokens)},
-                    {"role": "user", "content": _request_text(messages, previous)},
+                    {"role": "system", "content": instructions},
+                    {"role": "user", "content": request},
                 ],
-                max_completion_tokens=self.max_output_tokens or max_tokens,
+                max_completion_tokens=max_output,
             )
         except openai.OpenAIError as exc:
             raise SummarizationError(f"OpenAI summarization failed: {exc}") from exc
@@ -720,15 +739,11 @@ class OpenAISummarizer:
                 f"OpenAI returned no summary text (model {self.model!r}"
                 + (f", refusal: {refusal!r})" if refusal else ")")
             )
-        return _truncate(text.strip(), max_tokens)
+        return str(text)
 
 
-class AnthropicSummarizer:
-    """Summarizes with a Claude model through the official async Anthropic client.
-
-    ``max_output_tokens`` caps the model's reply (default: the summary budget); the reply is
-    trimmed to the budget as counted here, since the provider's tokenizer may differ.
-    """
+class AnthropicSummarizer(_LLMSummarizer):
+    """Summarizes with a Claude model through the official async Anthropic client."""
 
     def __init__(
         self,
@@ -737,30 +752,17 @@ class AnthropicSummarizer:
         prompt: str = DEFAULT_PROMPT,
         max_output_tokens: int | None = None,
     ) -> None:
-        self.client = client
-        self.model = model
-        self.prompt = prompt
-        self.max_output_tokens = max_output_tokens
+        super().__init__(client, model, prompt, max_output_tokens)
 
-    async def summarize(
-        self,
-        messages: Sequence[Message],
-        *,
-        previous: ConversationSummary | None,
-        max_tokens: int,
-    ) -> str:
-        """Return a summary of ``previous`` plus ``messages`` in at most ``max_tokens`` tokens."""
-        _check_budget(max_tokens)
-        if (done := _no_call_needed(messages, previous, max_tokens)) is not None:
-            return done
+    async def _complete(self, instructions: str, request: str, max_output: int) -> str:
         import anthropic
 
         try:
             response = await self.client.messages.create(
                 model=self.model,
-                system=_instructions(self.prompt, max_tokens),
-                messages=[{"role": "user", "content": _request_text(messages, previous)}],
-                max_tokens=self.max_output_tokens or max_tokens,
+                system=instructions,
+                messages=[{"role": "user", "content": request}],
+                max_tokens=max_output,
             )
         except anthropic.AnthropicError as exc:
             raise SummarizationError(f"Anthropic summarization failed: {exc}") from exc
@@ -770,4 +772,4 @@ class AnthropicSummarizer:
                 f"Anthropic returned no summary text (model {self.model!r}, "
                 f"stop reason {response.stop_reason!r})"
             )
-        return _truncate(text.strip(), max_tokens)
+        return text
