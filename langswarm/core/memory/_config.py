@@ -178,7 +178,11 @@ def build(
         raise MemoryConfigurationError("memory config 'config' must be a dict")
     options.update(overrides)
     summarizer = options.pop("summarizer", None)
-    if kind == "redis" and config.get("ttl_seconds") and "ttl_seconds" not in options:
-        # Redis expires stored keys itself; live actors must expire with them.
-        options["ttl_seconds"] = config["ttl_seconds"]
+    if kind == "redis":
+        if config.get("ttl_seconds") and "ttl_seconds" not in options:
+            # Redis expires stored keys itself; live actors must expire with them.
+            options["ttl_seconds"] = config["ttl_seconds"]
+        if "retry_budget" in options and "retry_budget_seconds" not in config:
+            # The backend retries connection errors itself, within the runtime's budget.
+            config["retry_budget_seconds"] = options["retry_budget"]
     return _backend(kind.lower(), dict(config)), settings_from_options(options, summarizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -98,7 +99,9 @@ class Runtime:
                     self.registry = Registry(
                         backend=self.backend,
                         flusher=self.flusher,
-                        settings=self.settings.actor,
+                        settings=replace(
+                            self.settings.actor, ttl_seconds=self.settings.ttl_seconds
+                        ),
                         summarizer=summarizer,
                         restart_policy=self.settings.restart_policy,
                         task_group=tg,

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+import msgpack
+
 from .exceptions import MemoryValidationError
 
 __all__ = [
@@ -116,6 +118,8 @@ class Message:
             not isinstance(self.token_count, int) or self.token_count < 0
         ):
             raise MemoryValidationError("token_count must be a non-negative int or None")
+        if self.metadata or content.__class__ is list or self.function_call or self.tool_calls:
+            _check_plain(self)
         object.__setattr__(self, "_kind", _classify(self))
 
     @property
@@ -151,6 +155,20 @@ class Message:
     def with_token_count(self, count: int) -> Message:
         """A copy of this message carrying ``count``."""
         return replace(self, token_count=count)
+
+
+def _check_plain(message: Message) -> None:
+    """Structured parts must be plain data (what msgpack stores), or nothing is stored."""
+    try:
+        msgpack.packb(
+            (message.metadata, message.content, message.function_call, message.tool_calls),
+            use_bin_type=True,
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MemoryValidationError(
+            "message content blocks, metadata and tool calls must be plain data "
+            f"(str, numbers, bools, None, lists, dicts): {exc}"
+        ) from None
 
 
 def _classify(message: Message) -> int:

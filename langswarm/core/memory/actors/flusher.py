@@ -146,6 +146,7 @@ class Flusher:
         self._metas: dict[str, MetaSource] = {}
         self._pending = 0  # messages (and other ops) waiting, for backpressure
         self._generation = Generation()
+        self._inflight: Generation | None = None  # the batch being written, if any
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
@@ -209,8 +210,13 @@ class Flusher:
     async def barrier(self) -> None:
         """Return once everything queued before this call is applied (errors included)."""
         if self._ops:
-            with contextlib.suppress(MemoryError):
-                await self._generation.wait()
+            generation = self._generation
+        elif self._inflight is not None:
+            generation = self._inflight
+        else:
+            return
+        with contextlib.suppress(MemoryError):
+            await generation.wait()
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -258,6 +264,7 @@ class Flusher:
         if not self._ops:
             return
         ops, metas, weight, generation = self._cut()
+        self._inflight = generation
         batch = coalesce(ops, metas)
         error: BaseException | None = None
         with anyio.CancelScope(shield=True):
@@ -280,6 +287,7 @@ class Flusher:
             if self.on_failure is not None:
                 self.on_failure(affected, error)
         generation.resolve(error, failed)
+        self._inflight = None
         if not self._space.is_set() and self.has_space():
             self._space.set()
 

@@ -74,6 +74,7 @@ class ActorSettings:
 
     mailbox_size: int = 256
     call_timeout: float | None = 30.0
+    ttl_seconds: float | None = None
     tail_size: int = 2_000
     summary_max_tokens: int = 512
     count_inline_max: int = 64
@@ -266,11 +267,18 @@ class SessionActor:
         return await _ASYNC_HANDLERS[type(command)](self, command)
 
     async def recover(self) -> None:
-        """Rebuild state from the backend after a crash (the flusher drains first)."""
-        await self.host.flusher.barrier()
-        snapshot = await self.host.backend.load_session(
-            self.session_id, tail=self.host.settings.tail_size
-        )
+        """Rebuild state from the backend after a crash (the flusher drains first).
+
+        The actor counts as busy meanwhile, so no caller is served from the stale state.
+        """
+        self.busy = True
+        try:
+            await self.host.flusher.barrier()
+            snapshot = await self.host.backend.load_session(
+                self.session_id, tail=self.host.settings.tail_size
+            )
+        finally:
+            self.busy = False
         if snapshot is None:
             self.deleted = True
             self.stopped = True
@@ -303,6 +311,18 @@ class SessionActor:
 
     # -- writes --------------------------------------------------------------------------
 
+    def _check_expiry(self, now: datetime) -> None:
+        """An idle session past its TTL is gone, even before the registry sweeps it."""
+        ttl = self.host.settings.ttl_seconds
+        if ttl is None or (now - self.meta.updated_at).total_seconds() < ttl:
+            return
+        error = SessionNotFoundError(f"session {self.session_id} expired")
+        self.host.flusher.delete(self.session_id)
+        self.deleted = self.stopped = True
+        self.host.on_stopped(self)
+        self._drain(error)
+        raise error
+
     def _check_writable(self) -> None:
         if self.meta.status is not SessionStatus.ACTIVE:
             raise MemoryValidationError(
@@ -312,6 +332,8 @@ class SessionActor:
     def _append(self, command: c.Append) -> Any:
         messages = command.messages
         n = len(messages)
+        now = datetime.now()
+        self._check_expiry(now)
         self._check_writable()
         flusher = self.host.flusher
         if not flusher.has_space(n):
@@ -321,7 +343,7 @@ class SessionActor:
         self.next_seq = first + n
         meta = self.meta
         meta.message_count += n
-        meta.updated_at = datetime.now()
+        meta.updated_at = now
         generation = flusher.append(self.session_id, first, list(messages), self)
         pending = self._unpersisted
         while pending and pending[0][1].committed_for(self.session_id):
@@ -402,6 +424,7 @@ class SessionActor:
             config[key] = value
         custom = {k: v for k, v in updates.items() if k not in CONFIG_KEYS}
         _check_serialisable(custom)
+        self._check_expiry(datetime.now())
         meta = self.meta
         for key, value in config.items():
             setattr(meta, key, value)
@@ -446,6 +469,8 @@ class SessionActor:
         return reply
 
     def _get_messages(self, command: c.GetMessages) -> Any:
+        if self.host.settings.ttl_seconds is not None:
+            self._check_expiry(datetime.now())
         limit = command.limit
         if limit is not None and limit <= 0:
             return []
@@ -491,6 +516,8 @@ class SessionActor:
         return budget
 
     def _context(self, command: c.Context) -> Any:
+        if self.host.settings.ttl_seconds is not None:
+            self._check_expiry(datetime.now())
         head, budget, floor = self._summary_head(command, self._budget(command))
         lo = self.tail_start
         tail = self.tail

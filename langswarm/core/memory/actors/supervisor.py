@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from ..backends.base import TransientBackendError
+from ..exceptions import MemoryConnectionError
 from .session import SessionActor
 
 __all__ = ["RestartPolicy", "supervise"]
@@ -52,6 +54,11 @@ async def supervise(
             log.warning("session %s crashed (%s); restarting", actor.session_id, exc)
             try:
                 await actor.recover()
+            except (MemoryConnectionError, TransientBackendError) as outage:
+                # Storage is unreachable, not the session broken: deactivate; the next call
+                # activates it afresh (and sees the outage, if it lasts).
+                actor.stop(outage)
+                return
             except Exception as reload_error:
                 actor.fail(reload_error)
                 return
