@@ -44,7 +44,7 @@ from ..interfaces import (
 )
 from . import commands as c
 from .flusher import Flusher, Generation
-from .mailbox import ActorStopped, Mailbox, Reply
+from .mailbox import ActorStopped, Envelope, Mailbox, Reply
 
 if TYPE_CHECKING:
     from .supervisor import RestartPolicy
@@ -119,6 +119,7 @@ class SessionActor:
         self.deleted = False
         self.crash: BaseException | None = None
         self.last_active = anyio.current_time()
+        self._held: Envelope[c.Command] | None = None  # received, to serve after a restart
         self._summarizing = False
         self._summary_waiters: list[Reply] = []
         self._list_waiters: list[Reply] = []
@@ -231,13 +232,17 @@ class SessionActor:
         """Serve the mailbox until stopped; raise on a broken invariant (supervisor restarts)."""
         receive = self.mailbox.receive
         while not self.stopped:
+            envelope, self._held = self._held, None
+            if envelope is None:
+                try:
+                    envelope = await receive.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
             if self.crash is not None:
+                # Crashed from outside (a failed flush): rebuild before serving this one.
+                self._held = envelope
                 exc, self.crash = self.crash, None
                 raise InvariantBroken(str(exc)) from exc
-            try:
-                envelope = await receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                break
             command, reply = envelope.command, envelope.reply
             self.busy = True
             try:
@@ -295,6 +300,9 @@ class SessionActor:
         self._drain(error)
 
     def _drain(self, error: BaseException | None) -> None:
+        held, self._held = self._held, None
+        if held is not None and held.reply is not None:
+            held.reply.set_error(error or ActorStopped())
         self.mailbox.close()
         while True:
             try:
