@@ -147,6 +147,7 @@ class Flusher:
         self._pending = 0  # messages (and other ops) waiting, for backpressure
         self._generation = Generation()
         self._inflight: Generation | None = None  # the batch being written, if any
+        self._inflight_batch: tuple[list[Op], list[SessionWrite], int, Generation] | None = None
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
@@ -243,6 +244,12 @@ class Flusher:
                     await self.flush_once()
         finally:
             with anyio.move_on_after(self.shutdown_grace, shield=True):
+                # asyncio.run() ends with a native Task.cancel(), which anyio's shield does
+                # not hold off: a batch interrupted that way is finished here first (applying
+                # is idempotent), then whatever was queued after it.
+                interrupted = self._inflight_batch
+                if interrupted is not None:
+                    await self._write(*interrupted)
                 while self._ops:
                     await self.flush_once()
 
@@ -264,8 +271,14 @@ class Flusher:
         if not self._ops:
             return
         ops, metas, weight, generation = self._cut()
-        self._inflight = generation
         batch = coalesce(ops, metas)
+        await self._write(ops, batch, weight, generation)
+
+    async def _write(
+        self, ops: list[Op], batch: list[SessionWrite], weight: int, generation: Generation
+    ) -> None:
+        """Store one cut batch and resolve its generation."""
+        self._inflight, self._inflight_batch = generation, (ops, batch, weight, generation)
         error: BaseException | None = None
         with anyio.CancelScope(shield=True):
             if self._count_tokens:
@@ -287,7 +300,7 @@ class Flusher:
             if self.on_failure is not None:
                 self.on_failure(affected, error)
         generation.resolve(error, failed)
-        self._inflight = None
+        self._inflight = self._inflight_batch = None
         if not self._space.is_set() and self.has_space():
             self._space.set()
 
