@@ -722,7 +722,7 @@ ID_SUFFIX = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max
 JSON_VALUE = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(-(2**63), 2**64 - 1)  # what msgpack (our storage format) holds
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: (

@@ -26,13 +26,13 @@ def _tokens(message: Message) -> int:
 def window_start(
     messages: Sequence[Message], lo: int, hi: int, budget: int
 ) -> tuple[int, int, bool]:
-    """Walk back from ``hi`` and return ``(start, tokens, blocked)``.
+    """Walk back from ``hi`` and return ``(start, tokens, exhausted)``.
 
     ``messages[start:hi]`` is the longest suffix of ``messages[lo:hi]`` that fits ``budget``
     tokens and is made of whole units: a message, or an assistant tool call with the results
-    that follow it. ``blocked`` is true when the walk stopped for a reason other than
-    reaching ``lo`` (the budget, or results whose call lies before ``lo``). Cost is
-    proportional to the messages returned.
+    that follow it. ``exhausted`` is true when the walk ran out of messages before the budget
+    did (it reached ``lo``, or results at ``lo`` whose call lies before it): messages older
+    than ``lo`` could extend the window. Cost is proportional to the messages returned.
     """
     total = 0
     j = hi
@@ -43,7 +43,7 @@ def window_start(
             if cost is None:
                 cost = _tokens(m)
             if total + cost > budget:
-                return j, total, True
+                return j, total, False
             total += cost
             j -= 1
             continue
@@ -52,15 +52,15 @@ def window_start(
             s -= 1
         if s < lo or not messages[s].has_tool_calls:
             # Results whose call is not in range: they cannot be sent alone.
-            return j, total, s >= lo
+            return j, total, s < lo
         cost = 0
         for k in range(s, j):
             cost += _tokens(messages[k])
         if total + cost > budget:
-            return j, total, True
+            return j, total, False
         total += cost
         j = s
-    return j, total, False
+    return j, total, True
 
 
 def safe_boundary(messages: Sequence[Message], idx: int, lo: int = 0) -> int:
@@ -72,5 +72,30 @@ def safe_boundary(messages: Sequence[Message], idx: int, lo: int = 0) -> int:
     while lo < idx < len(messages) and messages[idx].is_tool_result:
         idx -= 1
     if idx > lo and messages[idx - 1].has_tool_calls:
-        idx -= 1
+        return idx - 1
+    call = idx - 1
+    while call > lo and messages[call].is_tool_result:
+        call -= 1
+    if call < idx - 1 and messages[call].has_tool_calls:
+        answered: set[str] = set()
+        for result in messages[call + 1 : idx]:
+            answered |= _result_ids(result)
+        if not _call_ids(messages[call]) <= answered:
+            return call  # more results of that call are still to come
     return idx
+
+
+def _call_ids(message: Message) -> set[str]:
+    ids = {str(call.get("id")) for call in message.tool_calls or []}
+    if isinstance(message.content, list):
+        ids |= {str(b.get("id")) for b in message.content if b.get("type") == "tool_use"}
+    return ids
+
+
+def _result_ids(message: Message) -> set[str]:
+    ids = {message.tool_call_id} if message.tool_call_id else set()
+    if isinstance(message.content, list):
+        ids |= {
+            str(b.get("tool_use_id")) for b in message.content if b.get("type") == "tool_result"
+        }
+    return ids

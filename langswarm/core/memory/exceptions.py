@@ -76,4 +76,3 @@ class SessionFailedError(MemoryError):
 
 class SummarizationError(MemoryError):
     """A summary could not be produced."""
-

@@ -157,6 +157,8 @@ class Flusher:
         self._count_tokens = backend.persistent
         self._to_count: list[Message] = []
         self._count_wake = anyio.Event()
+        # Its own thread slot: counting must not queue behind summaries in the shared pool.
+        self._count_limiter = anyio.CapacityLimiter(1)
         self.batches = 0
         self.persisted_ops = 0
         self.last_error: BaseException | None = None
@@ -259,7 +261,7 @@ class Flusher:
             await self._count_wake.wait()
             self._count_wake = anyio.Event()
             messages, self._to_count = self._to_count, []
-            await anyio.to_thread.run_sync(ensure_counted, messages)
+            await anyio.to_thread.run_sync(ensure_counted, messages, limiter=self._count_limiter)
 
     def _cut(self) -> tuple[list[Op], dict[str, MetaSource], int, Generation]:
         ops, metas, pending, generation = self._ops, self._metas, self._pending, self._generation
@@ -284,7 +286,9 @@ class Flusher:
             if self._count_tokens:
                 uncounted = [m for w in batch for m in w.messages if m.token_count is None]
                 if uncounted:
-                    await anyio.to_thread.run_sync(ensure_counted, uncounted)
+                    await anyio.to_thread.run_sync(
+                        ensure_counted, uncounted, limiter=self._count_limiter
+                    )
             error = await self._apply_with_retry(batch)
         self._pending -= weight
         self.batches += 1

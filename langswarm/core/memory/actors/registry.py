@@ -241,4 +241,3 @@ class Registry(ActorHost):
         doomed += [m.session_id for m in stored if m.session_id not in self.live]
         if doomed:
             self.expired += await self.delete(doomed)
-

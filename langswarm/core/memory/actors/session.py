@@ -60,6 +60,8 @@ class _Async:
 
 ASYNC: Final = _Async()
 
+#: Messages kept before a pending summary's cut point, so it can be moved back safely.
+EVICTION_MARGIN = 256
 CONFIG_KEYS = frozenset({"max_messages", "max_tokens", "auto_summarize_threshold"})
 PAGE = 512
 
@@ -121,7 +123,8 @@ class SessionActor:
         self.last_active = anyio.current_time()
         self._held: Envelope[c.Command] | None = None  # received, to serve after a restart
         self._summarizing = False
-        self._summary_waiters: list[Reply] = []
+        self._summary_waiters: list[Reply] = []  # callers of the summary being made
+        self._queued_waiters: list[Reply] = []  # manual summaries asked for meanwhile
         self._list_waiters: list[Reply] = []
         self._summary_message: Message | None = None
         self._load(snapshot)
@@ -249,9 +252,7 @@ class SessionActor:
                 result = await self._handle(command)
             except InvariantBroken as exc:
                 if reply is not None:
-                    reply.set_error(
-                        SessionFailedError(f"session {self.session_id} crashed: {exc}")
-                    )
+                    reply.set_error(SessionFailedError(f"session {self.session_id} crashed: {exc}"))
                 raise
             except Exception as exc:
                 if reply is not None:
@@ -312,9 +313,10 @@ class SessionActor:
             if envelope.reply is not None:
                 envelope.reply.set_error(error or ActorStopped())
         self.mailbox.receive.close()
-        for waiter in self._summary_waiters + self._list_waiters:
+        for waiter in self._summary_waiters + self._queued_waiters + self._list_waiters:
             waiter.set_error(error or ActorStopped())
         self._summary_waiters.clear()
+        self._queued_waiters.clear()
         self._list_waiters.clear()
 
     # -- writes --------------------------------------------------------------------------
@@ -382,14 +384,18 @@ class SessionActor:
         self._check_invariants()
 
     def _evict_tail(self) -> None:
-        keep = self.host.settings.tail_size
+        # A session with max_messages keeps that many in memory: trims are then always cut
+        # at a boundary checked against the messages themselves.
+        keep = max(self.host.settings.tail_size, self.meta.max_messages or 0)
         if len(self.tail) <= 2 * keep:
             return
         pending = self._unpersisted
         while pending and pending[0][1].committed_for(self.session_id):
             pending.popleft()
         persisted = pending[0][0] if pending else self.next_seq
-        drop = min(len(self.tail) - keep, persisted - self.tail_start)
+        # A summary waiting to start will check its cut point against these messages.
+        floor = self._due_end - EVICTION_MARGIN if self._summary_due else persisted
+        drop = min(len(self.tail) - keep, persisted - self.tail_start, floor - self.tail_start)
         if drop > 0:
             del self.tail[:drop]
             self.tail_start += drop
@@ -403,10 +409,11 @@ class SessionActor:
         summary = self.latest_summary
         covered = summary.covers_through if summary else self.first_seq
         target = min(self.next_seq - limit, covered)
-        if target > self.tail_start:
-            target = self.tail_start + safe_boundary(
-                self.tail, target - self.tail_start
-            )
+        if target <= self.tail_start:
+            # Only cut where the messages around the cut can be checked (in the tail).
+            target = self.tail_start if self.tail and not self.tail[0].is_tool_result else 0
+        else:
+            target = self.tail_start + safe_boundary(self.tail, target - self.tail_start)
         if target > self.first_seq:
             self.first_seq = target
             if target > self.tail_start:
@@ -414,7 +421,7 @@ class SessionActor:
                 self.tail_start = target
             self.host.flusher.trim(self.session_id, target)
             self.host.flusher.touch(self.session_id, self)
-        if self.next_seq - self.first_seq > limit and not self._summary_due:
+        if covered < self.next_seq - limit and not self._summary_due:
             self._summary_due = True
             self._due_end = self.next_seq
 
@@ -529,8 +536,8 @@ class SessionActor:
         head, budget, floor = self._summary_head(command, self._budget(command))
         lo = self.tail_start
         tail = self.tail
-        start, _, blocked = window_start(tail, max(floor - lo, 0), len(tail), budget)
-        if not blocked and start == 0 and lo > floor:
+        start, _, exhausted = window_start(tail, max(floor - lo, 0), len(tail), budget)
+        if exhausted and lo > floor:
             return ASYNC
         return head + tail[start:] if head else tail[start:]
 
@@ -540,8 +547,8 @@ class SessionActor:
         messages = self.tail[max(floor - lo, 0) :]
         lo = max(lo, floor)
         while True:
-            start, _, blocked = window_start(messages, 0, len(messages), budget)
-            if blocked or start > 0 or lo <= floor:
+            start, _, exhausted = window_start(messages, 0, len(messages), budget)
+            if not exhausted or lo <= floor:
                 return head + messages[start:]
             page_start = max(floor, lo - PAGE)
             older = await self.host.backend.load_messages(
@@ -553,9 +560,12 @@ class SessionActor:
     # -- summaries -----------------------------------------------------------------------
 
     def _create_summary(self, command: c.CreateSummary) -> Reply:
+        """Start a summary of everything so far; asked during another, it runs right after."""
         reply = Reply()
-        self._summary_waiters.append(reply)
-        if not self._summarizing:
+        if self._summarizing:
+            self._queued_waiters.append(reply)
+        else:
+            self._summary_waiters.append(reply)
             self._start_summary(command.summary_type)
         return reply
 
@@ -564,14 +574,22 @@ class SessionActor:
         previous = self.latest_summary
         start = previous.covers_through if previous else self.first_seq
         start = max(start, self.first_seq)
+        trigger = self.next_seq if end is None else end
         end = self.next_seq if end is None else max(min(end, self.next_seq), start)
         if end > self.tail_start:
             end = self.tail_start + safe_boundary(self.tail, end - self.tail_start)
+        elif self.tail and self.tail[0].is_tool_result:
+            end = start  # the cut cannot be checked here; a later trigger will cover it
+        else:
+            end = max(end, min(self.tail_start, self.next_seq))
+        if end <= start and summary_type is SummaryType.AUTOMATIC:
+            self._summary_due = False  # nothing new to cover (the cut moved back)
+            return
         recent = self.tail[max(start - self.tail_start, 0) : max(end - self.tail_start, 0)]
         older = (start, min(end, self.tail_start)) if start < self.tail_start else None
         self._summarizing = True
         self._summary_due = False
-        self.host.spawn(self._summarize, summary_type, previous, older, recent, end, self.next_seq)
+        self.host.spawn(self._summarize, summary_type, previous, older, recent, end, trigger)
 
     async def _summarize(
         self,
@@ -638,7 +656,10 @@ class SessionActor:
                 waiter.set_result((summary, generation))
             if self.meta.max_messages is not None:
                 self._trim()
-        if self._summary_due and summary is not None:
+        if self._queued_waiters:
+            self._summary_waiters, self._queued_waiters = self._queued_waiters, []
+            self._start_summary(SummaryType.MANUAL)
+        elif self._summary_due and summary is not None:
             self._start_summary(SummaryType.AUTOMATIC, self._due_end)
         if not self._summarizing:
             listing, self._list_waiters = self._list_waiters, []
