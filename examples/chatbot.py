@@ -58,8 +58,10 @@ async def main(db: str) -> None:
             print(f"  user: {question}\n  bot:  {answer}")
         context = await session.get_conversation_context(max_tokens=2000)
         tokens = sum(m.token_count or 0 for m in context)
-        print(f"next LLM call would send {len(messages_to_openai_format(context))} messages, "
-              f"{tokens} tokens")
+        print(
+            f"next LLM call would send {len(messages_to_openai_format(context))} messages, "
+            f"{tokens} tokens"
+        )
     print(f"stored in {db}; run again to continue the conversation")
 
 

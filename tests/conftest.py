@@ -45,17 +45,20 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed; the README test command installs it"
-            )
+            raise RuntimeError("redis-server is not installed; the README test command installs it")
         self.process = subprocess.Popen(
             [
                 binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--save", "",
-                "--daemonize", "no",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--daemonize",
+                "no",
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,

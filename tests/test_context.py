@@ -109,9 +109,10 @@ def test_safe_boundary_never_splits_a_pair(messages: list[Message], data: st.Dat
     kept = messages[cut:]
     assert_pairs_intact(kept, messages)
     dropped = messages[:cut]
-    assert not (set().union(set(), *(_call_ids(m) for m in dropped)) & set().union(
-        set(), *(_result_ids(m) for m in kept)
-    ))
+    assert not (
+        set().union(set(), *(_call_ids(m) for m in dropped))
+        & set().union(set(), *(_result_ids(m) for m in kept))
+    )
 
 
 async def test_context_respects_budget_order_and_reports_counts() -> None:
@@ -167,5 +168,7 @@ def test_counting_works_with_networking_disabled(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout)
     assert counts and sum(counts) <= 50
-    assert all(c == count_message_tokens(Message(role=MessageRole.USER, content="hello number 10"))
-               for c in counts)
+    assert all(
+        c == count_message_tokens(Message(role=MessageRole.USER, content="hello number 10"))
+        for c in counts
+    )
