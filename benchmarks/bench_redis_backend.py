@@ -13,10 +13,7 @@ multi-value RPUSH per session, i.e. what the wire and the server alone cost.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +21,7 @@ from datetime import datetime
 
 import anyio
 import redis.asyncio
+from _redis_server import start_server
 
 from langswarm.core.memory.backends._codec import pack_message
 from langswarm.core.memory.backends.base import SessionWrite
@@ -31,29 +29,6 @@ from langswarm.core.memory.backends.redis import RedisBackend
 from langswarm.core.memory.interfaces import Message, MessageRole, SessionMetadata
 
 TEXT = ("lorem ipsum dolor sit amet " * 8)[:200]
-
-
-def start_server(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    process.kill()
-    raise SystemExit("redis-server did not start")
 
 
 def make_batches(batches: int, sessions: int, per_session: int) -> list[list[SessionWrite]]:

@@ -17,10 +17,7 @@ Stack) through its async API, ``aadd_messages``, on asyncio only: no peer runs o
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -28,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import redis
+from _redis_server import start_server
 
 from langswarm.core.memory import MemoryManager, MemorySession, Message, MessageRole
 
@@ -38,29 +36,6 @@ TEXT = (
 )[:200]
 
 Run = Callable[[str, int, int], Awaitable[float]]
-
-
-def start_server(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    process.kill()
-    raise SystemExit("redis-server did not start")
 
 
 def ours(durability: str) -> Run:
