@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -156,3 +157,39 @@ def redis_alias(
 def sqlite_path(tmp_path: Path) -> str:
     """A fresh SQLite database file path."""
     return os.fspath(tmp_path / "memory.db")
+
+
+@pytest.fixture
+def read_only_db(sqlite_path: str) -> Iterator[str]:
+    """An existing database file that this process cannot write.
+
+    Tests here run as root, and root ignores ``chmod 0o444``. The immutable attribute
+    (``chattr +i``) stops root too, and the kernel then refuses a writable open of the file
+    exactly as it does for a non-root user on a 0o444 file, so SQLite sees the same thing.
+    """
+    db = sqlite3.connect(sqlite_path)
+    db.execute("CREATE TABLE unrelated (x)")
+    db.commit()
+    db.close()
+    os.chmod(sqlite_path, 0o444)
+    immutable = False
+    try:
+        if os.geteuid() == 0:
+            if shutil.which("chattr") is None:
+                pytest.skip("running as root and chattr is not installed")
+            result = subprocess.run(["chattr", "+i", sqlite_path], capture_output=True)
+            if result.returncode != 0:
+                pytest.skip(f"cannot make a file read-only for root here: {result.stderr!r}")
+            immutable = True
+        try:
+            with open(sqlite_path, "r+b"):
+                pass
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this process can still write a read-only file")
+        yield sqlite_path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", sqlite_path], check=True)
+        os.chmod(sqlite_path, 0o644)

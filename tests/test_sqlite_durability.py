@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -587,31 +586,7 @@ async def test_a_missing_database_directory_fails_first_use_clearly(tmp_path: Pa
         await memory.create_session("u")
 
 
-@pytest.fixture
-def read_only_db(tmp_path: Path) -> Iterator[Path]:
-    """An existing database file nobody may write, root included (``chattr +i``)."""
-    path = tmp_path / "read-only.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE unrelated (x)")
-    conn.commit()
-    conn.close()
-    os.chmod(path, 0o444)
-    immutable = False
-    try:
-        if os.geteuid() == 0:
-            if shutil.which("chattr") is None:
-                pytest.skip("running as root and chattr is not installed")
-            if subprocess.run(["chattr", "+i", path], capture_output=True).returncode != 0:
-                pytest.skip("cannot make a file read-only for root here")
-            immutable = True
-        yield path
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", path], check=True)
-        os.chmod(path, 0o644)
-
-
-async def test_a_read_only_database_fails_first_use_clearly(read_only_db: Path) -> None:
+async def test_a_read_only_database_fails_first_use_clearly(read_only_db: str) -> None:
     initialize_memory(memory=sqlite_memory(read_only_db))
     with anyio.fail_after(10), pytest.raises(MemoryConnectionError, match="read-only"):
         async with MemorySessionContext(user_id="u") as session:

@@ -4,14 +4,13 @@ asyncio and on trio (the ``anyio_backend`` fixture), which is the trio-host chec
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -132,42 +131,6 @@ async def test_lock_held_within_busy_timeout_waits_and_succeeds(sqlite_path: str
     finally:
         await backend.close()
     assert await stored(sqlite_path, "s") == ["m0", "m1", "m2", "m3", "m4"]
-
-
-@pytest.fixture
-def read_only_db(sqlite_path: str) -> Iterator[str]:
-    """An existing database file that this process cannot write.
-
-    Tests here run as root, and root ignores ``chmod 0o444``. The immutable attribute
-    (``chattr +i``) stops root too, and the kernel then refuses a writable open of the file
-    exactly as it does for a non-root user on a 0o444 file, so SQLite sees the same thing.
-    """
-    db = sqlite3.connect(sqlite_path)
-    db.execute("CREATE TABLE unrelated (x)")
-    db.commit()
-    db.close()
-    os.chmod(sqlite_path, 0o444)
-    immutable = False
-    try:
-        if os.geteuid() == 0:
-            if shutil.which("chattr") is None:
-                pytest.skip("running as root and chattr is not installed")
-            result = subprocess.run(["chattr", "+i", sqlite_path], capture_output=True)
-            if result.returncode != 0:
-                pytest.skip(f"cannot make a file read-only for root here: {result.stderr!r}")
-            immutable = True
-        try:
-            with open(sqlite_path, "r+b"):
-                pass
-        except PermissionError:
-            pass
-        else:
-            pytest.skip("this process can still write a read-only file")
-        yield sqlite_path
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", sqlite_path], check=True)
-        os.chmod(sqlite_path, 0o644)
 
 
 def helper_threads() -> int:

@@ -327,14 +327,8 @@ class MemoryManager:
             raise MemoryValidationError("max_age_days must not be negative")
         runtime = await self._ensure()
         assert runtime.registry is not None
-        await runtime.flusher.barrier()
         cutoff = datetime.now() - timedelta(days=max_age_days)
-        deleted = 0
-        while True:
-            old = await runtime.backend.list_sessions(updated_before=cutoff, limit=1_000)
-            if not old:
-                return deleted
-            deleted += await runtime.registry.delete([m.session_id for m in old])
+        return await runtime.registry.delete_idle_since(cutoff)
 
     async def get_system_stats(self) -> dict[str, Any]:
         """Storage totals plus what the runtime is doing right now."""

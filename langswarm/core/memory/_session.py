@@ -101,9 +101,8 @@ class MemorySession:
         return actor
 
     async def _settle(self, generation: Generation | None) -> None:
-        if generation is None:
-            await _checkpoint()
-        elif self._durability is Durability.COMMITTED:
+        """Acknowledge per durability: wait for the commit, or just let cancellation in."""
+        if generation is not None and self._durability is Durability.COMMITTED:
             await generation.wait(self._session_id)
         else:
             await _checkpoint()

@@ -233,11 +233,20 @@ class Registry(ActorHost):
 
     async def _expire(self) -> None:
         assert self.ttl_seconds is not None
-        wall = datetime.now()
-        cutoff = wall - timedelta(seconds=self.ttl_seconds)
-        doomed = [sid for sid, a in self.live.items() if a.meta.updated_at <= cutoff]
-        await self.flusher.barrier()
-        stored = await self.backend.list_sessions(updated_before=cutoff, limit=1_000)
-        doomed += [m.session_id for m in stored if m.session_id not in self.live]
-        if doomed:
-            self.expired += await self.delete(doomed)
+        cutoff = datetime.now() - timedelta(seconds=self.ttl_seconds)
+        self.expired += await self.delete_idle_since(cutoff)
+
+    async def delete_idle_since(self, cutoff: datetime) -> int:
+        """Delete every session (live or stored) not updated since ``cutoff``.
+
+        Live sessions are judged by their own metadata: storage may already have dropped
+        them (Redis expires keys itself) and then lists nothing for them.
+        """
+        idle = [sid for sid, actor in self.live.items() if actor.meta.updated_at <= cutoff]
+        deleted = await self.delete(idle) if idle else 0
+        await self.flusher.barrier()  # stored metadata is then as recent as the live one
+        while True:
+            old = await self.backend.list_sessions(updated_before=cutoff, limit=1_000)
+            if not old:
+                return deleted
+            deleted += await self.delete([m.session_id for m in old])
