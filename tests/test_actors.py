@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from anyio import wait_all_tasks_blocked
 
-from langswarm.core.memory import MemoryManager
+from langswarm.core.memory import MemoryManager, MemorySession
 from langswarm.core.memory.actors import commands as c
 from langswarm.core.memory.backends.memory import InMemoryBackend
 from langswarm.core.memory.exceptions import (
@@ -186,3 +187,36 @@ async def test_a_flood_of_writes_meets_backpressure() -> None:
         contents = [m.content for m in await session.get_messages()]
         assert sorted(contents) == sorted(f"w{i}" for i in range(1_000))
         assert len(set(contents)) == 1_000
+
+
+async def test_the_next_batch_is_stored_while_the_last_ones_writers_resume() -> None:
+    """Group commit is a two-stage pipeline: when a batch is stored, the flusher hands the
+    backend the next batch before it wakes the writers of the stored one."""
+    log: list[str] = []
+
+    class Recording(GatedBackend):
+        def apply(self, batch):  # type: ignore[no-untyped-def]
+            log.append("store " + " ".join(w.session_id for w in batch if w.messages))
+            return super().apply(batch)
+
+    backend = Recording(InMemoryBackend())
+    async with manager_on(backend, durability="committed") as memory:
+        a = await memory.create_session("u", "a")
+        b = await memory.create_session("u", "b")
+        backend.close_gate()
+        log.clear()
+
+        async def write(session: MemorySession) -> None:
+            await session.add_message(user_message("hello"))
+            log.append(f"{session.session_id} resumed")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, a)
+            await backend.waiting.wait()  # a's batch is at the gate
+            tg.start_soon(write, b)
+            await wait_all_tasks_blocked()  # b's message is queued behind it
+            assert log == ["store a"]
+            backend.gate.set()
+        # b's batch went to the backend before a (or anyone) resumed.
+        assert log[:2] == ["store a", "store b"]
+        assert sorted(log[2:]) == ["a resumed", "b resumed"]

@@ -215,6 +215,61 @@ async def test_newer_schema_is_refused(newer_schema: str) -> None:
     assert not isinstance(caught.value, MemoryConnectionError)
 
 
+# The layout of schema version 1, as the first release wrote it.
+VERSION_1 = (
+    """CREATE TABLE sessions (session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+        status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        expires_at REAL, message_count INTEGER NOT NULL, next_seq INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL, meta BLOB NOT NULL)""",
+    "CREATE INDEX sessions_user ON sessions (user_id, updated_at)",
+    "CREATE INDEX sessions_status ON sessions (status, updated_at)",
+    "CREATE INDEX sessions_updated ON sessions (updated_at)",
+    "CREATE INDEX sessions_expires ON sessions (expires_at)",
+    """CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        payload BLOB NOT NULL, PRIMARY KEY (session_id, seq)) WITHOUT ROWID""",
+    """CREATE TABLE summaries (session_id TEXT NOT NULL, summary_id TEXT NOT NULL,
+        covers_through INTEGER NOT NULL, payload BLOB NOT NULL,
+        PRIMARY KEY (session_id, summary_id))""",
+)
+
+
+async def test_a_version_1_file_is_migrated(sqlite_path: str, tmp_path: Path) -> None:
+    source = str(tmp_path / "source.db")
+    backend = SQLiteBackend(source)
+    await backend.open()
+    await backend.apply([write("a", 3), write("b", 2)])
+    await backend.close()
+    old = sqlite3.connect(sqlite_path)
+    for statement in VERSION_1:
+        old.execute(statement)
+    old.execute("ATTACH DATABASE ? AS src", (source,))
+    for table in ("sessions", "summaries"):
+        old.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
+    old.execute("INSERT INTO messages SELECT session_id, seq, payload FROM src.messages")
+    old.commit()
+    old.execute("DETACH DATABASE src")
+    old.execute("PRAGMA user_version = 1")
+    old.close()
+
+    migrated = SQLiteBackend(sqlite_path)
+    await migrated.open()
+    try:
+        await migrated.apply([SessionWrite("a", messages=texts(1, start=3), first_seq=3)])
+        a = await migrated.load_session("a", tail=10)
+        assert a is not None and [m.content for m in a.messages] == ["m0", "m1", "m2", "m3"]
+        assert await stored(sqlite_path, "b") == ["m0", "m1"]
+    finally:
+        await migrated.close()
+    db = sqlite3.connect(sqlite_path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "messages_v1" not in tables and "messages_session" in tables
+    finally:
+        db.close()
+
+
 async def test_corrupt_payload(opened: SQLiteBackend, sqlite_path: str) -> None:
     await opened.apply([write("s", 3)])
     db = sqlite3.connect(sqlite_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .exceptions import MemoryConfigurationError
@@ -24,6 +24,7 @@ __all__ = [
     "TOKENS_PER_MESSAGE",
     "TOKENS_PER_NAME",
     "count_message_tokens",
+    "count_missing",
     "count_text_tokens",
     "ensure_counted",
     "get_encoding",
@@ -119,3 +120,12 @@ def ensure_counted(messages: Sequence[Message]) -> None:
     for message in messages:
         if message.token_count is None:
             object.__setattr__(message, "token_count", count_message_tokens(message))
+
+
+def count_missing(writes: Iterable[Any]) -> None:
+    """Count every uncounted message of ``writes`` (objects with a ``messages`` list).
+
+    Runs where a batch is stored, after the flusher's counting thread had its head start: it
+    goes newest first, so the two meet in the middle instead of counting the same messages.
+    """
+    ensure_counted([m for w in writes for m in w.messages if m.token_count is None][::-1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -144,10 +144,12 @@ class Flusher:
         self.shutdown_grace = shutdown_grace
         self._ops: list[Op] = []
         self._metas: dict[str, MetaSource] = {}
-        self._pending = 0  # messages (and other ops) waiting, for backpressure
+        # Messages (and other ops) for backpressure: not yet cut, and cut but not stored.
+        self._queued = 0
+        self._held = 0
         self._generation = Generation()
         self._inflight: Generation | None = None  # the batch being written, if any
-        self._inflight_batch: tuple[list[Op], list[SessionWrite], int, Generation] | None = None
+        self._inflight_batch: _Batch | None = None
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
@@ -166,7 +168,8 @@ class Flusher:
     # -- producer side -------------------------------------------------------------------
 
     def has_space(self, n: int = 1) -> bool:
-        return self._pending + n <= self.capacity or self._pending == 0
+        pending = self._queued + self._held
+        return pending + n <= self.capacity or pending == 0
 
     async def wait_for_space(self, n: int = 1) -> None:
         """Block until ``n`` more items fit (backpressure)."""
@@ -180,7 +183,7 @@ class Flusher:
         self._ops.append(op)
         if meta is not None:
             self._metas[op[1]] = meta
-        self._pending += weight
+        self._queued += weight
         if not self._wake.is_set():
             self._wake.set()
         return self._generation
@@ -208,7 +211,7 @@ class Flusher:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return self._queued + self._held
 
     async def barrier(self) -> None:
         """Return once everything queued before this call is applied (errors included)."""
@@ -223,7 +226,7 @@ class Flusher:
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "pending": self._pending,
+            "pending": self.pending,
             "capacity": self.capacity,
             "batches": self.batches,
             "persisted_ops": self.persisted_ops,
@@ -240,7 +243,7 @@ class Flusher:
                     tg.start_soon(self._count_ahead)
                 task_status.started()
                 while True:
-                    if not self._ops:
+                    if not self._ops and self._inflight_batch is None:
                         await self._wake.wait()
                         self._wake = anyio.Event()
                     await self.flush_once()
@@ -251,7 +254,7 @@ class Flusher:
                 # is idempotent), then whatever was queued after it.
                 interrupted = self._inflight_batch
                 if interrupted is not None:
-                    await self._write(*interrupted)
+                    self._finish(interrupted, await self._apply_with_retry(interrupted))
                 while self._ops:
                     await self.flush_once()
 
@@ -263,56 +266,69 @@ class Flusher:
             messages, self._to_count = self._to_count, []
             await anyio.to_thread.run_sync(ensure_counted, messages, limiter=self._count_limiter)
 
-    def _cut(self) -> tuple[list[Op], dict[str, MetaSource], int, Generation]:
-        ops, metas, pending, generation = self._ops, self._metas, self._pending, self._generation
-        self._ops, self._metas, self._generation = [], {}, Generation()
-        return ops, metas, pending, generation
-
     async def flush_once(self) -> None:
-        """Apply everything pending as one batch."""
-        if not self._ops:
-            return
-        ops, metas, weight, generation = self._cut()
-        batch = coalesce(ops, metas)
-        await self._write(ops, batch, weight, generation)
+        """Apply everything pending, batch after batch, until nothing is left.
 
-    async def _write(
-        self, ops: list[Op], batch: list[SessionWrite], weight: int, generation: Generation
-    ) -> None:
-        """Store one cut batch and resolve its generation."""
-        self._inflight, self._inflight_batch = generation, (ops, batch, weight, generation)
-        error: BaseException | None = None
-        with anyio.CancelScope(shield=True):
-            if self._count_tokens:
-                uncounted = [m for w in batch for m in w.messages if m.token_count is None]
-                if uncounted:
-                    await anyio.to_thread.run_sync(
-                        ensure_counted, uncounted, limiter=self._count_limiter
-                    )
+        Each next batch is cut and handed to the backend before the writers of the batch
+        just stored are resumed, so the backend stores one batch while the event loop runs
+        the writers of the previous one and collects the batch after.
+        """
+        batch = self._inflight_batch or self._start()
+        while batch is not None:
             error = await self._apply_with_retry(batch)
-        self._pending -= weight
+            following = self._start() if error is None else None
+            self._finish(batch, error)
+            batch = following if error is None else self._start()
+
+    def _start(self) -> _Batch | None:
+        """Cut everything pending into a batch and start storing it."""
+        if not self._ops:
+            return None
+        ops, metas, self._ops, self._metas = self._ops, self._metas, [], {}
+        batch = _Batch(ops, coalesce(ops, metas), self._queued, self._generation)
+        self._generation = Generation()
+        self._held += self._queued
+        self._queued = 0
+        try:
+            batch.attempt = self.backend.apply(batch.writes)
+        except Exception as exc:  # surfaces from the retry loop like any failed attempt
+            batch.attempt = _raise(exc)
+        self._inflight, self._inflight_batch = batch.generation, batch
+        return batch
+
+    def _finish(self, batch: _Batch, error: BaseException | None) -> None:
+        """Resolve a stored (or failed) batch: its writers resume, space frees up."""
         self.batches += 1
         failed: frozenset[str] | None = None
         if error is None:
-            self.persisted_ops += len(ops)
+            self.persisted_ops += len(batch.ops)
         else:
             self.last_error = error
             if isinstance(error, MemoryCorruptionError) and error.session_ids:
                 failed = frozenset(error.session_ids)
-            affected = sorted(failed) if failed else [w.session_id for w in batch]
+            affected = sorted(failed) if failed else [w.session_id for w in batch.writes]
             log.error("memory flush failed for %d sessions: %s", len(affected), error)
             if self.on_failure is not None:
                 self.on_failure(affected, error)
-        generation.resolve(error, failed)
-        self._inflight = self._inflight_batch = None
+        batch.generation.resolve(error, failed)
+        if self._inflight_batch is batch:
+            self._inflight = self._inflight_batch = None
+        self._held -= batch.weight
         if not self._space.is_set() and self.has_space():
             self._space.set()
 
-    async def _apply_with_retry(self, batch: list[SessionWrite]) -> BaseException | None:
+    async def _apply_with_retry(self, batch: _Batch) -> BaseException | None:
+        """Await the batch's first attempt, retrying transient failures; shielded."""
+        with anyio.CancelScope(shield=True):
+            error = await self._store(batch)
+        return error
+
+    async def _store(self, batch: _Batch) -> BaseException | None:
         delays = iter(self.retry.delays())
         while True:
+            attempt, batch.attempt = batch.attempt, None
             try:
-                await self.backend.apply(batch)
+                await (attempt if attempt is not None else self.backend.apply(batch.writes))
                 return None
             except TransientBackendError as exc:
                 delay = next(delays, None)
@@ -326,3 +342,18 @@ class Flusher:
                 return exc
             except Exception as exc:  # a backend bug: fail the batch, keep the runtime
                 return MemoryBackendError(f"{self.backend.name} backend error: {exc!r}")
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A cut batch: its ops, the writes they fold into, and the attempt under way."""
+
+    ops: list[Op]
+    writes: list[SessionWrite]
+    weight: int
+    generation: Generation
+    attempt: Awaitable[None] | None = None
+
+
+async def _raise(exc: BaseException) -> None:
+    raise exc

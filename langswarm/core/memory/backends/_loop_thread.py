@@ -94,7 +94,10 @@ class LoopThread:
         If the caller is cancelled, the call still runs to completion on the private loop:
         interrupting a driver mid-command can leave a shared connection in a broken state.
         """
-        future = self.submit(fn, *args)
+        return await self.wait(self.submit(fn, *args))
+
+    async def wait(self, future: concurrent.futures.Future[T]) -> T:
+        """Await a future from :meth:`submit` on the host loop."""
         if not future.done():
             done = anyio.Event()
             wake = _host_waker(done)

@@ -9,7 +9,7 @@ mapped at this boundary (transient ones to :class:`TransientBackendError`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -78,8 +78,15 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release connections. Idempotent."""
 
-    async def apply(self, batch: Sequence[SessionWrite]) -> None:
-        """Apply ``batch`` atomically (all of it or, on error, none of it)."""
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
+        """Apply ``batch`` atomically (all of it or, on error, none of it).
+
+        Persistent backends store every message with its token count, counting (on their
+        own thread) those that arrive without one.
+
+        A backend that stores from another thread starts at the call, so the flusher can
+        start one batch before it resumes the writers of the last; awaiting gives the outcome.
+        """
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         """Load a session with at most ``tail`` of its newest messages; ``None`` if absent."""

@@ -47,6 +47,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT
 
+from .._tokens import count_missing
 from ..exceptions import (
     MemoryBackendError,
     MemoryConfigurationError,
@@ -384,8 +385,15 @@ class RedisBackend:
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(client, *args)`` on the private loop with retries and error mapping."""
+        return await self._started(fn, *args)
+
+    def _started(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+        """Start ``fn(client, *args)`` on the private loop now; await it for the result."""
+        return self._result(self._thread.submit(self._with_retry, fn, *args))
+
+    async def _result(self, future: concurrent.futures.Future[T]) -> T:
         try:
-            return await self._thread.run(self._with_retry, fn, *args)
+            return await self._thread.wait(future)
         except concurrent.futures.CancelledError:
             raise MemoryBackendError(f"the redis backend ({self._where}) was closed") from None
 
@@ -410,7 +418,7 @@ class RedisBackend:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def apply(self, batch: Sequence[SessionWrite]) -> None:
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
         """Apply ``batch`` in one round trip.
 
         Each session's write is atomic and idempotent, so a batch re-applied after a
@@ -418,9 +426,15 @@ class RedisBackend:
         data is left untouched and reported with :class:`MemoryCorruptionError`; the other
         sessions of the batch are applied.
         """
+        # Handed to the private loop now, not when the caller first awaits.
+        return self._started(self._apply_batch, batch)
+
+    async def _apply_batch(
+        self, client: redis.asyncio.Redis, batch: Sequence[SessionWrite]
+    ) -> None:
         if batch:
-            # Encoded here, on the caller's thread: the writes are a snapshot as of this call.
-            await self._run(self._apply_io, [self._encode(w) for w in batch])
+            count_missing(batch)
+            await self._apply_io(client, [self._encode(w) for w in batch])
 
     def _encode(self, w: SessionWrite) -> _Write:
         meta = w.meta

@@ -6,9 +6,9 @@ the stored sequence range and the packed metadata), ``messages`` keyed by
 msgpack from :mod:`._codec`. Messages of a session are contiguous from ``first_seq`` up to
 ``next_seq``, so counts never need a scan of ``messages``.
 
-Every protocol call is one hand-off to the private loop. There, one aiosqlite connection serves
-all calls and an :class:`asyncio.Lock` keeps calls from interleaving, so a batch is exactly
-one ``BEGIN IMMEDIATE … COMMIT`` and a read never sees a batch half-applied.
+Every protocol call is one function run on aiosqlite's connection thread, handed over through
+the private loop: calls run one at a time in arrival order, so a batch is exactly one
+``BEGIN IMMEDIATE … COMMIT`` and a read never sees a batch half-applied.
 
 Durability: ``synchronous=FULL`` by default, so a committed batch survives power loss.
 ``synchronous="NORMAL"`` under WAL skips the fsync on commit: still safe against a process
@@ -17,20 +17,21 @@ crash and never corrupt, but an OS crash or power cut may drop the last committe
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 import anyio
 
+from .._tokens import count_missing
 from ..exceptions import (
     MemoryBackendError,
     MemoryConfigurationError,
@@ -55,7 +56,11 @@ __all__ = ["SQLiteBackend"]
 T = TypeVar("T")
 
 #: Version of the table layout, kept in ``PRAGMA user_version``; payloads carry their own.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: WAL pages between automatic checkpoints (SQLite's default is 1,000). Concurrent sessions
+#: dirty many index pages per batch; checkpointing less often writes each page back once
+#: for several batches.
+WAL_AUTOCHECKPOINT = 4000
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -71,15 +76,18 @@ _SCHEMA = (
         meta BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, updated_at)",
-    "CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS sessions_status ON sessions (status)",
     "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated_at)",
     "CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at)",
+    # Rows in arrival order, found through the (session_id, seq) index: a batch touching
+    # many sessions appends to the table instead of dirtying a table page per session.
     """CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY,
         session_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
-        payload BLOB NOT NULL,
-        PRIMARY KEY (session_id, seq)
-    ) WITHOUT ROWID""",
+        payload BLOB NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_session ON messages (session_id, seq)",
     """CREATE TABLE IF NOT EXISTS summaries (
         session_id TEXT NOT NULL,
         summary_id TEXT NOT NULL,
@@ -87,6 +95,17 @@ _SCHEMA = (
         payload BLOB NOT NULL,
         PRIMARY KEY (session_id, summary_id)
     )""",
+)
+
+# Version 1 kept messages in a WITHOUT ROWID table keyed by (session_id, seq).
+_MIGRATE_FROM_1 = (
+    "ALTER TABLE messages RENAME TO messages_v1",
+    *_SCHEMA,
+    "INSERT INTO messages (session_id, seq, payload)"
+    " SELECT session_id, seq, payload FROM messages_v1 ORDER BY session_id, seq",
+    "DROP TABLE messages_v1",
+    "DROP INDEX sessions_status",
+    "CREATE INDEX sessions_status ON sessions (status)",
 )
 
 _SELECT_SEQS = (
@@ -256,8 +275,7 @@ class SQLiteBackend:
         self._synchronous = synchronous
         self._thread = LoopThread(name="langswarm-sqlite")
         # Owned by the private loop: set in _open, cleared in _close.
-        self._conn: aiosqlite.Connection | None = None
-        self._lock: asyncio.Lock | None = None
+        self._conn: _Connection | None = None
         self._file_id: tuple[int, int] | None = None
 
     # -- protocol -------------------------------------------------------------------------
@@ -283,13 +301,13 @@ class SQLiteBackend:
         try:
             if self._conn is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._call(self._close)
+                    await self._thread.run(self._close)
         finally:
             self._thread.stop()
 
-    async def apply(self, batch: Sequence[SessionWrite]) -> None:
-        if batch:
-            await self._call(self._apply, batch)
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
+        # Handed to the private loop now, not when the caller first awaits.
+        return self._started(self._apply, batch)
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         return await self._call(self._load_session, session_id, max(tail, 0))
@@ -334,40 +352,74 @@ class SQLiteBackend:
 
     # -- host side --------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(*args)`` on the private loop; map every failure to our errors."""
-        if self._conn is None:
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` on the driver's thread; map every failure to our errors."""
+        return await self._started(fn, *args)
+
+    def _started(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Start ``fn(db, *args)`` on the driver's thread now; await it for the result."""
+        conn = self._conn
+        if conn is None:
             raise MemoryBackendError(f"SQLite backend for {self.db_path} is not open")
+        return self._result(self._thread.submit(conn.run, fn, *args))
+
+    async def _result(self, future: concurrent.futures.Future[T]) -> T:
         try:
-            return await self._thread.run(fn, *args)
+            return await self._thread.wait(future)
         except _MemoryError:
             raise
+        except ValueError as exc:  # aiosqlite: "Connection closed"
+            raise MemoryBackendError(f"SQLite backend for {self.db_path} is closed") from exc
         except Exception as exc:
             raise _describe(exc, self.db_path) from exc
 
     # -- private loop -------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, for this call alone (calls queue here in arrival order)."""
-        assert self._lock is not None
-        async with self._lock:
-            if self._conn is None:
-                raise MemoryBackendError(f"SQLite backend for {self.db_path} is closed")
-            yield self._conn
+    async def _open(self) -> None:
+        self._file_id = None
+        # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
+        # backend nobody closed never blocks interpreter exit.
+        path, timeout = self.db_path, self._busy_timeout
 
-    @contextlib.asynccontextmanager
-    async def _write_transaction(self, conn: aiosqlite.Connection) -> AsyncIterator[None]:
+        def connector() -> sqlite3.Connection:
+            return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+
+        conn = _Connection(connector, 64)
+        try:
+            await conn
+        except BaseException:
+            # On a failed connect aiosqlite stops its worker without waiting for it; if this
+            # loop closed first, the worker's last report would fail in that thread.
+            worker = getattr(conn, "_thread", None)
+            if isinstance(worker, threading.Thread) and worker.is_alive():
+                worker.join(timeout=5)
+            raise
+        try:
+            await conn.run(self._prepare)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    # -- driver thread: one function per protocol call ----------------------------------------
+
+    @contextlib.contextmanager
+    def _write_transaction(self, db: sqlite3.Connection) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` around the block; ``ROLLBACK`` if it raises."""
-        await conn.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield
             self._check_file()
-            await conn.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
             # SQLite rolls back by itself on some errors (e.g. SQLITE_FULL).
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _check_file(self) -> None:
@@ -387,79 +439,42 @@ class SQLiteBackend:
                 f"SQLite database {self.db_path} was deleted or replaced while open"
             )
 
-    async def _open(self) -> None:
-        self._file_id = None
-        # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
-        # backend nobody closed never blocks interpreter exit.
-        conn = aiosqlite.connect(self.db_path, timeout=self._busy_timeout, isolation_level=None)
-        try:
-            await conn
-        except BaseException:
-            # On a failed connect aiosqlite stops its worker without waiting for it; if this
-            # loop closed first, the worker's last report would fail in that thread.
-            worker = getattr(conn, "_thread", None)
-            if isinstance(worker, threading.Thread) and worker.is_alive():
-                worker.join(timeout=5)
-            raise
-        try:
-            await self._prepare(conn)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn, self._lock = conn, asyncio.Lock()
-
-    async def _prepare(self, conn: aiosqlite.Connection) -> None:
+    def _prepare(self, db: sqlite3.Connection) -> None:
         """Set pragmas, create or check the schema, and prove the file is writable."""
         if self.persistent:
             if self._enable_wal:
-                await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        async with self._write_transaction(conn):
-            ((version,),) = await conn.execute_fetchall("PRAGMA user_version")
+                db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        with self._write_transaction(db):
+            ((version,),) = db.execute("PRAGMA user_version").fetchall()
             if version > SCHEMA_VERSION:
                 raise MemoryBackendError(
                     f"SQLite database {self.db_path} has schema version {version}; this "
                     f"release reads version {SCHEMA_VERSION} at most"
                 )
-            for statement in _SCHEMA:
-                await conn.execute(statement)
+            for statement in _MIGRATE_FROM_1 if version == 1 else _SCHEMA:
+                db.execute(statement)
             # Written even when unchanged: a read-only file fails here, not at the first batch.
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if self.persistent:
             st = os.stat(self.db_path)
             self._file_id = (st.st_dev, st.st_ino)
 
-    async def _close(self) -> None:
-        async with self._exclusive() as conn:
-            self._conn = None
-            await conn.close()
-
-    async def _apply(self, batch: Sequence[SessionWrite]) -> None:
+    def _apply(self, db: sqlite3.Connection, batch: Sequence[SessionWrite]) -> None:
+        if not batch:
+            return
+        count_missing(batch)
         ids = json.dumps([w.session_id for w in batch])
-        async with self._exclusive() as conn, self._write_transaction(conn):
-            rows = await conn.execute_fetchall(_SELECT_SEQS, (ids,))
+        with self._write_transaction(db):
+            rows = db.execute(_SELECT_SEQS, (ids,)).fetchall()
             seqs = {sid: (first, nxt) for sid, first, nxt in rows}
             for phase in _plan(batch, seqs):
-                await self._write_phase(conn, phase)
+                _write_phase(db, phase)
 
     @staticmethod
-    async def _write_phase(conn: aiosqlite.Connection, phase: _Phase) -> None:
-        if phase.deletes:
-            await _delete_rows(conn, phase.deletes)
-        if phase.upserts:
-            await conn.executemany(_UPSERT_SESSION, phase.upserts)
-        if phase.seq_updates:
-            await conn.executemany(_UPDATE_SEQS, phase.seq_updates)
-        if phase.messages:
-            await conn.executemany(_INSERT_MESSAGE, phase.messages)
-        if phase.trims:
-            await conn.executemany(_TRIM, phase.trims)
-        if phase.summaries:
-            await conn.executemany(_UPSERT_SUMMARY, phase.summaries)
-
-    async def _load_session(self, session_id: str, tail: int) -> SessionSnapshot | None:
-        async with self._exclusive() as conn:
-            rows = await conn.execute_fetchall(_LOAD_SESSION, (session_id, tail))
+    def _load_session(db: sqlite3.Connection, session_id: str, tail: int) -> SessionSnapshot | None:
+        rows = db.execute(_LOAD_SESSION, (session_id, tail)).fetchall()
         head = [row for row in rows if row[0] == 0]
         if not head:
             return None
@@ -473,19 +488,21 @@ class SQLiteBackend:
             summaries=[unpack_summary(row[3]) for row in body if row[0] == 2],
         )
 
-    async def _load_messages(self, session_id: str, start: int, stop: int) -> list[Message]:
-        async with self._exclusive() as conn:
-            rows = await conn.execute_fetchall(_LOAD_MESSAGES, (session_id, start, stop))
+    @staticmethod
+    def _load_messages(
+        db: sqlite3.Connection, session_id: str, start: int, stop: int
+    ) -> list[Message]:
+        rows = db.execute(_LOAD_MESSAGES, (session_id, start, stop)).fetchall()
         return [unpack_message(payload) for (payload,) in rows]
 
-    async def _list_sessions(self, sql: str, params: list[Any]) -> list[SessionMetadata]:
-        async with self._exclusive() as conn:
-            rows = await conn.execute_fetchall(sql, params)
-        return [unpack_meta(meta) for (meta,) in rows]
+    @staticmethod
+    def _list_sessions(
+        db: sqlite3.Connection, sql: str, params: list[Any]
+    ) -> list[SessionMetadata]:
+        return [unpack_meta(meta) for (meta,) in db.execute(sql, params).fetchall()]
 
-    async def _usage_stats(self) -> dict[str, Any]:
-        async with self._exclusive() as conn:
-            rows = list(await conn.execute_fetchall(_USAGE))
+    def _usage_stats(self, db: sqlite3.Connection) -> dict[str, Any]:
+        rows = db.execute(_USAGE).fetchall()
         return {
             "backend": self.name,
             "total_sessions": sum(row[1] for row in rows),
@@ -504,15 +521,44 @@ class SQLiteBackend:
                 size += os.stat(path).st_size
         return size / (1024 * 1024)
 
-    async def _delete_sessions(self, session_ids: list[str]) -> int:
+    def _delete_sessions(self, db: sqlite3.Connection, session_ids: list[str]) -> int:
         rows = [(sid,) for sid in session_ids]
-        async with self._exclusive() as conn, self._write_transaction(conn):
-            return await _delete_rows(conn, rows)
+        with self._write_transaction(db):
+            return _delete_rows(db, rows)
 
 
-async def _delete_rows(conn: aiosqlite.Connection, rows: list[tuple[str]]) -> int:
+class _Connection(aiosqlite.Connection):
+    """aiosqlite's connection, plus one call that runs a whole function on its thread.
+
+    A batch is then one hand-off to the driver thread instead of one per statement.
+    """
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` on the connection's thread with its ``sqlite3`` connection."""
+        return cast(T, await self._execute(_with_db, self, fn, args))  # type: ignore[no-untyped-call]
+
+
+def _with_db(conn: _Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return fn(conn._conn, *args)
+
+
+def _write_phase(db: sqlite3.Connection, phase: _Phase) -> None:
+    if phase.deletes:
+        _delete_rows(db, phase.deletes)
+    if phase.upserts:
+        db.executemany(_UPSERT_SESSION, phase.upserts)
+    if phase.seq_updates:
+        db.executemany(_UPDATE_SEQS, phase.seq_updates)
+    if phase.messages:
+        db.executemany(_INSERT_MESSAGE, phase.messages)
+    if phase.trims:
+        db.executemany(_TRIM, phase.trims)
+    if phase.summaries:
+        db.executemany(_UPSERT_SUMMARY, phase.summaries)
+
+
+def _delete_rows(db: sqlite3.Connection, rows: list[tuple[str]]) -> int:
     """Delete the given sessions with their messages and summaries; return sessions deleted."""
-    await conn.executemany("DELETE FROM messages WHERE session_id = ?", rows)
-    await conn.executemany("DELETE FROM summaries WHERE session_id = ?", rows)
-    cursor = await conn.executemany("DELETE FROM sessions WHERE session_id = ?", rows)
-    return int(cursor.rowcount)
+    db.executemany("DELETE FROM messages WHERE session_id = ?", rows)
+    db.executemany("DELETE FROM summaries WHERE session_id = ?", rows)
+    return int(db.executemany("DELETE FROM sessions WHERE session_id = ?", rows).rowcount)
