@@ -3,10 +3,12 @@ LangChain's ``SQLChatMessageHistory``, one workload, side by side in one run.
 
     .venv/bin/pip install -e '.[peers]'        # for the LangChain rows
     .venv/bin/python benchmarks/bench_sqlite_persist.py [--sessions 1000] [--messages 20000]
-        [--baseline-messages 3000] [--peer-messages 2000] [--repeat 3]
+        [--baseline-messages 3000] [--peer-messages 2000] [--repeat 3] [--batch 1]
 
 Workload: ``--sessions`` sessions written concurrently, 200-character messages, one
-``add_message`` call per message; every message is built before the clock starts. The clock
+``add_message`` call per message (with ``--batch N``, one ``add_messages`` call, transaction
+or ``add_messages``/``aadd_messages`` call per N messages in every row); every message is
+built before the clock starts. The clock
 stops once everything is persisted: for langswarm, after ``await
 memory.backend.list_sessions(limit=1)``, which returns only when every earlier write is
 committed (read-your-writes). Every SQLite file is fresh, in WAL mode with synchronous=FULL
@@ -15,8 +17,9 @@ unless a row says otherwise (LangChain's default is SQLite's rollback journal).
 * langswarm ``committed``: a call returns once its message is committed (group commit).
   ``buffered``: a call returns once the session actor has it. Tokens are counted (tiktoken)
   before each message is stored, in both modes. One task per session, asyncio and trio.
-* commit per message: plain ``sqlite3``, one ``INSERT`` + ``COMMIT`` per message, sessions
-  in turn: what a store without batching pays for the same durability.
+* one transaction per call: plain ``sqlite3``, ``BEGIN``, ``INSERT`` and ``COMMIT`` for each
+  message (or ``--batch`` of them), sessions in turn: what a store without group commit pays
+  for the same durability.
 * LangChain ``SQLChatMessageHistory``: synchronous ``add_message`` (one engine shared by
   every session's history, sessions in turn), with its default journal and with WAL set on
   the file first; and its async mode (``aadd_messages`` on an aiosqlite engine, one asyncio
@@ -58,7 +61,13 @@ def fresh_db(directory: str, name: str) -> str:
 # -- langswarm memory ---------------------------------------------------------------------------
 
 
-async def langswarm_rate(path: str, durability: str, sessions: int, per_session: int) -> float:
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def langswarm_rate(
+    path: str, durability: str, sessions: int, per_session: int, batch: int = 1
+) -> float:
     """Messages/s through the runtime, until all of them are persisted."""
     memory_config = {"backend": "sqlite", "config": {"db_path": path}, "durability": durability}
     async with MemoryManager.from_config(memory=memory_config) as memory:
@@ -78,8 +87,12 @@ async def langswarm_rate(path: str, durability: str, sessions: int, per_session:
 
         async def writer(i: int) -> None:
             session = handles[i]
-            for message in payloads[i]:
-                await session.add_message(message)
+            if batch == 1:
+                for message in payloads[i]:
+                    await session.add_message(message)
+            else:
+                for chunk in chunks(payloads[i], batch):
+                    await session.add_messages(chunk)
 
         expected = sessions * (per_session + 1)
         started = time.perf_counter()
@@ -109,10 +122,10 @@ def check_stored(path: str, expected: int) -> None:
         raise SystemExit("a stored message has no token count")
 
 
-# -- commit per message -------------------------------------------------------------------------
+# -- one transaction per call -------------------------------------------------------------------------
 
 
-def commit_per_message_rate(path: str, sessions: int, total: int) -> float:
+def commit_per_message_rate(path: str, sessions: int, total: int, batch: int = 1) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -120,12 +133,18 @@ def commit_per_message_rate(path: str, sessions: int, total: int) -> float:
         "CREATE TABLE messages (session_id TEXT, seq INTEGER, role TEXT, content TEXT,"
         " PRIMARY KEY (session_id, seq))"
     )
-    rows = [(f"s{n % sessions}", n // sessions, ROLES[n % 2].value, TEXT) for n in range(total)]
+    # Sessions in turn, each call (a message, or ``batch`` of them) one transaction.
+    calls = [
+        [(f"s{i}", k, ROLES[k % 2].value, TEXT) for k in range(start, start + batch)]
+        for start in range(0, max(total // sessions, batch), batch)
+        for i in range(sessions)
+    ]
     started = time.perf_counter()
-    for row in rows:
+    for rows in calls:
         conn.execute("BEGIN")
-        conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?)", row)
+        conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
+    total = sum(len(rows) for rows in calls)
     elapsed = time.perf_counter() - started
     conn.close()
     return total / elapsed
@@ -151,7 +170,7 @@ def set_wal(path: str) -> None:
     conn.close()
 
 
-def langchain_sync_rate(path: str, sessions: int, total: int, wal: bool) -> float:
+def langchain_sync_rate(path: str, sessions: int, total: int, wal: bool, batch: int = 1) -> float:
     from sqlalchemy import create_engine
 
     history_cls, kinds = import_langchain()  # type: ignore[misc]
@@ -160,16 +179,24 @@ def langchain_sync_rate(path: str, sessions: int, total: int, wal: bool) -> floa
     engine = create_engine(f"sqlite:///{path}")
     histories = [history_cls(f"s{i}", connection=engine) for i in range(sessions)]
     histories[0].add_message(kinds[0](content="warm-up"))
-    messages = [kinds[n % 2](content=TEXT) for n in range(total)]
+    calls = [
+        (histories[i], [kinds[k % 2](content=TEXT) for k in range(start, start + batch)])
+        for start in range(0, max(total // sessions, batch), batch)
+        for i in range(sessions)
+    ]
+    total = sum(len(messages) for _, messages in calls)
     started = time.perf_counter()
-    for n, message in enumerate(messages):
-        histories[n % sessions].add_message(message)
+    for history, messages in calls:
+        if batch == 1:
+            history.add_message(messages[0])
+        else:
+            history.add_messages(messages)
     elapsed = time.perf_counter() - started
     engine.dispose()
     return total / elapsed
 
 
-async def langchain_async_rate(path: str, sessions: int, per_session: int) -> float:
+async def langchain_async_rate(path: str, sessions: int, per_session: int, batch: int = 1) -> float:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     history_cls, kinds = import_langchain()  # type: ignore[misc]
@@ -179,8 +206,8 @@ async def langchain_async_rate(path: str, sessions: int, per_session: int) -> fl
     payloads = [[kinds[k % 2](content=TEXT) for k in range(per_session)] for _ in range(sessions)]
 
     async def writer(i: int) -> None:
-        for message in payloads[i]:
-            await histories[i].aadd_messages([message])
+        for chunk in chunks(payloads[i], batch):
+            await histories[i].aadd_messages(chunk)
 
     started = time.perf_counter()
     await asyncio.gather(*(writer(i) for i in range(sessions)))
@@ -208,10 +235,18 @@ def main() -> None:
     parser.add_argument("--baseline-messages", type=int, default=3_000)
     parser.add_argument("--peer-messages", type=int, default=2_000, help="per LangChain row")
     parser.add_argument("--repeat", type=int, default=3, help="runs per langswarm row (median)")
+    parser.add_argument("--batch", type=int, default=1, help="messages per call (default 1)")
     args = parser.parse_args()
-    sessions = args.sessions
-    per_session = max(args.messages // sessions, 1)
-    peer_per_session = max(args.peer_messages // sessions, 1)
+    sessions: int = args.sessions
+    batch: int = args.batch
+
+    def per(messages: int) -> int:
+        """Messages per session: at least one call, whole calls only."""
+        return -(-max(messages // sessions, 1) // batch) * batch
+
+    per_session = per(args.messages)
+    peer_per_session = per(args.peer_messages)
+    baseline_total = sessions * per(args.baseline_messages)
 
     rows: list[tuple[str, int, float | None]] = []
     for durability in ("committed", "buffered"):
@@ -219,7 +254,7 @@ def main() -> None:
 
             def ours(path: str, durability: str = durability, loop: str = loop) -> float:
                 return anyio.run(
-                    langswarm_rate, path, durability, sessions, per_session, backend=loop
+                    langswarm_rate, path, durability, sessions, per_session, batch, backend=loop
                 )
 
             label = f"langswarm {durability:<9} on {loop}"
@@ -227,23 +262,23 @@ def main() -> None:
 
     rows.append(
         (
-            "sqlite3, INSERT + COMMIT per message",
-            args.baseline_messages,
-            measure(1, lambda p: commit_per_message_rate(p, sessions, args.baseline_messages)),
+            "sqlite3, one transaction per call",
+            baseline_total,
+            measure(1, lambda p: commit_per_message_rate(p, sessions, baseline_total, batch)),
         )
     )
 
     peer_total = sessions * peer_per_session
     reference = "LangChain SQLChatMessageHistory, sync"
     peers: list[tuple[str, Callable[[str], float]]] = [
-        (reference, lambda p: langchain_sync_rate(p, sessions, peer_total, wal=False)),
+        (reference, lambda p: langchain_sync_rate(p, sessions, peer_total, False, batch)),
         (
             "LangChain SQLChatMessageHistory, sync, WAL",
-            lambda p: langchain_sync_rate(p, sessions, peer_total, wal=True),
+            lambda p: langchain_sync_rate(p, sessions, peer_total, True, batch),
         ),
         (
             "LangChain SQLChatMessageHistory, async",
-            lambda p: asyncio.run(langchain_async_rate(p, sessions, peer_per_session)),
+            lambda p: asyncio.run(langchain_async_rate(p, sessions, peer_per_session, batch)),
         ),
     ]
     installed = import_langchain() is not None
@@ -251,7 +286,11 @@ def main() -> None:
         rows.append((label, peer_total, measure(1, run) if installed else None))
 
     base = next(rate for label, _, rate in rows if label == reference)
-    print(f"{sessions:,} concurrent sessions, 200-character messages, SQLite synchronous=FULL")
+    calls = "one message per call" if batch == 1 else f"{batch} messages per call"
+    print(
+        f"{sessions:,} concurrent sessions, 200-character messages, {calls}, "
+        "SQLite synchronous=FULL"
+    )
     print(f"{'system':<44} {'messages':>9} {'msgs/s':>10} {'vs LangChain':>13}")
     for label, count, rate in rows:
         if rate is None:

@@ -125,7 +125,8 @@ def ensure_counted(messages: Sequence[Message]) -> None:
 def count_missing(writes: Iterable[Any]) -> None:
     """Count every uncounted message of ``writes`` (objects with a ``messages`` list).
 
-    Runs where a batch is stored, after the flusher's counting thread had its head start: it
-    goes newest first, so the two meet in the middle instead of counting the same messages.
+    Persistent backends call it on their storage thread, where tiktoken's encoding (which
+    releases the GIL) overlaps the event loop's work. One thread only: two threads counting
+    at once hand the GIL back and forth on every message and end up slower than one.
     """
-    ensure_counted([m for w in writes for m in w.messages if m.token_count is None][::-1])
+    ensure_counted([m for w in writes for m in w.messages if m.token_count is None])

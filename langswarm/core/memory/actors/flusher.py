@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskStatus
 
-from .._tokens import ensure_counted
 from ..backends.base import Backend, SessionWrite, TransientBackendError
 from ..exceptions import MemoryBackendError, MemoryCorruptionError, MemoryError
 from ..interfaces import ConversationSummary, Message, SessionMetadata
@@ -153,14 +152,6 @@ class Flusher:
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
-        # Persistent backends store each message's token count with it. Counting starts on a
-        # worker thread as soon as a message is queued, so it overlaps the event loop's work
-        # instead of delaying the commit.
-        self._count_tokens = backend.persistent
-        self._to_count: list[Message] = []
-        self._count_wake = anyio.Event()
-        # Its own thread slot: counting must not queue behind summaries in the shared pool.
-        self._count_limiter = anyio.CapacityLimiter(1)
         self.batches = 0
         self.persisted_ops = 0
         self.last_error: BaseException | None = None
@@ -191,10 +182,6 @@ class Flusher:
     def append(
         self, sid: str, first_seq: int, messages: list[Message], meta: MetaSource
     ) -> Generation:
-        if self._count_tokens:
-            self._to_count.extend(messages)
-            if not self._count_wake.is_set():
-                self._count_wake.set()
         return self.push((APPEND, sid, (first_seq, messages)), len(messages), meta)
 
     def touch(self, sid: str, meta: MetaSource) -> Generation:
@@ -238,15 +225,12 @@ class Flusher:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Flush until cancelled, then drain what is left (shielded, bounded)."""
         try:
-            async with anyio.create_task_group() as tg:
-                if self._count_tokens:
-                    tg.start_soon(self._count_ahead)
-                task_status.started()
-                while True:
-                    if not self._ops and self._inflight_batch is None:
-                        await self._wake.wait()
-                        self._wake = anyio.Event()
-                    await self.flush_once()
+            task_status.started()
+            while True:
+                if not self._ops and self._inflight_batch is None:
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                await self.flush_once()
         finally:
             with anyio.move_on_after(self.shutdown_grace, shield=True):
                 # asyncio.run() ends with a native Task.cancel(), which anyio's shield does
@@ -257,14 +241,6 @@ class Flusher:
                     self._finish(interrupted, await self._apply_with_retry(interrupted))
                 while self._ops:
                     await self.flush_once()
-
-    async def _count_ahead(self) -> None:
-        """Count queued messages' tokens on a worker thread, ahead of their batch."""
-        while True:
-            await self._count_wake.wait()
-            self._count_wake = anyio.Event()
-            messages, self._to_count = self._to_count, []
-            await anyio.to_thread.run_sync(ensure_counted, messages, limiter=self._count_limiter)
 
     async def flush_once(self) -> None:
         """Apply everything pending, batch after batch, until nothing is left.
