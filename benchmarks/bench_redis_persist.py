@@ -2,7 +2,8 @@
 
 Starts its own redis-server (no persistence) on a free loopback port. ``--sessions`` sessions
 (default 1,000) are written concurrently, one task per session, each awaiting ``add_message``
-``--per-session`` times with a 200-character message. Sessions are created and messages built
+``--per-session`` times with a 200-character message (with ``--batch N``, one
+``add_messages`` call per N messages, and likewise for the peer). Sessions are created and messages built
 before timing. The clock stops once every message is stored in Redis: after the writers
 return, one more ``committed`` write on a separate session, which commits only after every
 batch before it. Each figure is the median of ``--repeat`` runs on a flushed server, checked
@@ -12,6 +13,7 @@ The peer is langchain-community's ``RedisChatMessageHistory`` (langchain-redis n
 Stack) through its async API, ``aadd_messages``, on asyncio only: no peer runs on trio.
 
     .venv/bin/python benchmarks/bench_redis_persist.py [--sessions 1000] [--per-session 10]
+        [--batch 1]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import redis
@@ -29,17 +32,23 @@ from _redis_server import start_server
 
 from langswarm.core.memory import MemoryManager, MemorySession, Message, MessageRole
 
+T = TypeVar("T")
+
 TEXT = (
     "The agent checked the order status, confirmed the shipping address in Lisbon and "
     "scheduled delivery for Thursday; the customer asked whether the invoice could list "
     "the VAT number."
 )[:200]
 
-Run = Callable[[str, int, int], Awaitable[float]]
+Run = Callable[[str, int, int, int], Awaitable[float]]
+
+
+def chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def ours(durability: str) -> Run:
-    async def run(url: str, sessions: int, per_session: int) -> float:
+    async def run(url: str, sessions: int, per_session: int, batch: int) -> float:
         config = {"backend": "redis", "config": {"url": url}, "durability": durability}
         async with MemoryManager.from_config(memory=config) as memory:
             handles: dict[int, MemorySession] = {}
@@ -57,8 +66,12 @@ def ours(durability: str) -> Run:
             ]
 
             async def writer(session: MemorySession, messages: list[Message]) -> None:
-                for message in messages:
-                    await session.add_message(message)
+                if batch == 1:
+                    for message in messages:
+                        await session.add_message(message)
+                else:
+                    for chunk in chunks(messages, batch):
+                        await session.add_messages(chunk)
 
             marker = await memory.create_session("bench", "barrier", durability="committed")
             started = time.perf_counter()
@@ -77,7 +90,7 @@ def ours(durability: str) -> Run:
     return run
 
 
-async def langchain(url: str, sessions: int, per_session: int) -> float:
+async def langchain(url: str, sessions: int, per_session: int, batch: int) -> float:
     from langchain_community.chat_message_histories import RedisChatMessageHistory
     from langchain_core.messages import AIMessage, HumanMessage
 
@@ -86,8 +99,8 @@ async def langchain(url: str, sessions: int, per_session: int) -> float:
     payloads = [[kinds[k % 2](content=TEXT) for k in range(per_session)] for _ in histories]
 
     async def writer(i: int) -> None:
-        for message in payloads[i]:
-            await histories[i].aadd_messages([message])
+        for chunk in chunks(payloads[i], batch):
+            await histories[i].aadd_messages(chunk)
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -117,7 +130,7 @@ def measure(url: str, run: Run, loop: str, args: argparse.Namespace) -> float:
     for _ in range(args.repeat):
         with redis.Redis.from_url(url) as client:
             client.flushall()
-        elapsed = anyio.run(run, url, args.sessions, args.per_session, backend=loop)
+        elapsed = anyio.run(run, url, args.sessions, args.per_session, args.batch, backend=loop)
         rates.append(args.sessions * args.per_session / elapsed)
     return statistics.median(rates)
 
@@ -127,7 +140,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--per-session", type=int, default=10, help="messages per session")
     parser.add_argument("--repeat", type=int, default=3, help="runs per row (median)")
+    parser.add_argument("--batch", type=int, default=1, help="messages per call (default 1)")
     args = parser.parse_args()
+    args.per_session = -(-args.per_session // args.batch) * args.batch  # whole calls only
 
     rows: list[tuple[str, str, Run]] = [
         ("langswarm, committed", "asyncio", ours("committed")),
@@ -142,7 +157,8 @@ def main() -> None:
     total = args.sessions * args.per_session
     print(
         f"{args.sessions:,} concurrent sessions x {args.per_session} messages of 200 chars "
-        f"({total:,} per run), persisted in redis-server, median of {args.repeat} runs"
+        f"({total:,} per run, {args.batch} per call), persisted in redis-server, "
+        f"median of {args.repeat} runs"
     )
     with tempfile.TemporaryDirectory() as directory:
         process, url = start_server(directory)
