@@ -227,7 +227,7 @@ class Flusher:
         try:
             task_status.started()
             while True:
-                if not self._ops and self._inflight_batch is None:
+                if not self._ops:
                     await self._wake.wait()
                     self._wake = anyio.Event()
                 await self.flush_once()
@@ -245,11 +245,11 @@ class Flusher:
     async def flush_once(self) -> None:
         """Apply everything pending, batch after batch, until nothing is left.
 
-        Each next batch is cut and handed to the backend before the writers of the batch
-        just stored are resumed, so the backend stores one batch while the event loop runs
-        the writers of the previous one and collects the batch after.
+        The next batch is cut and handed to the backend before the writers of the batch just
+        stored resume, so a backend that stores from its own thread is busy with it while the
+        event loop runs them. After a failure, the failed sessions are dealt with first.
         """
-        batch = self._inflight_batch or self._start()
+        batch = self._start()
         while batch is not None:
             error = await self._apply_with_retry(batch)
             following = self._start() if error is None else None
