@@ -368,9 +368,9 @@ class SQLiteBackend:
             return await self._thread.wait(future)
         except _MemoryError:
             raise
-        except ValueError as exc:  # aiosqlite: "Connection closed"
-            raise MemoryBackendError(f"SQLite backend for {self.db_path} is closed") from exc
         except Exception as exc:
+            if self._conn is None:  # closed meanwhile: aiosqlite refuses with a ValueError
+                raise MemoryBackendError(f"SQLite backend for {self.db_path} is closed") from exc
             raise _describe(exc, self.db_path) from exc
 
     # -- private loop -------------------------------------------------------------------------
