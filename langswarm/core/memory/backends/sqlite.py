@@ -1,4 +1,4 @@
-"""SQLite storage through aiosqlite, run on a private asyncio loop so trio hosts work too.
+"""SQLite storage through aiosqlite; under trio, the driver is reached through a private loop.
 
 Tables: ``sessions`` (one row per session: the columns that listing and expiry filter on,
 the stored sequence range and the packed metadata), ``messages`` keyed by
@@ -6,9 +6,10 @@ the stored sequence range and the packed metadata), ``messages`` keyed by
 msgpack from :mod:`._codec`. Messages of a session are contiguous from ``first_seq`` up to
 ``next_seq``, so counts never need a scan of ``messages``.
 
-Every protocol call is one function run on aiosqlite's connection thread, handed over through
-the private loop: calls run one at a time in arrival order, so a batch is exactly one
-``BEGIN IMMEDIATE … COMMIT`` and a read never sees a batch half-applied.
+Every protocol call is one function run on aiosqlite's connection thread (an asyncio host
+awaits it directly, a trio host through the private loop): calls run one at a time in arrival
+order, so a batch is exactly one ``BEGIN IMMEDIATE … COMMIT`` and a read never sees a batch
+half-applied.
 
 Durability: ``synchronous=FULL`` by default, so a committed batch survives power loss.
 ``synchronous="NORMAL"`` under WAL skips the fsync on commit: still safe against a process
@@ -17,7 +18,6 @@ crash and never corrupt, but an OS crash or power cut may drop the last committe
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 import anyio
+import sniffio
 
 from .._tokens import count_missing
 from ..exceptions import (
@@ -357,15 +358,22 @@ class SQLiteBackend:
         return await self._started(fn, *args)
 
     def _started(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
-        """Start ``fn(db, *args)`` on the driver's thread now; await it for the result."""
+        """Start ``fn(db, *args)`` on the driver's thread; await it for the result.
+
+        aiosqlite answers asyncio callers itself, so an asyncio host hands the call straight
+        to the driver thread (queued when first awaited); a trio host goes through the
+        private loop, starting now.
+        """
         conn = self._conn
         if conn is None:
             raise MemoryBackendError(f"SQLite backend for {self.db_path} is not open")
-        return self._result(self._thread.submit(conn.run, fn, *args))
+        if sniffio.current_async_library() == "asyncio":
+            return self._mapped(conn.run(fn, *args))
+        return self._mapped(self._thread.wait(self._thread.submit(conn.run, fn, *args)))
 
-    async def _result(self, future: concurrent.futures.Future[T]) -> T:
+    async def _mapped(self, pending: Awaitable[T]) -> T:
         try:
-            return await self._thread.wait(future)
+            return await pending
         except _MemoryError:
             raise
         except Exception as exc:
