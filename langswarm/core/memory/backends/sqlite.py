@@ -284,6 +284,7 @@ class SQLiteBackend:
     async def open(self) -> None:
         if self._conn is not None:
             return
+        _check_driver()
         try:
             # Shielded: opening is bounded (busy_timeout) and must end open or cleaned up.
             with anyio.CancelScope(shield=True):
@@ -538,7 +539,9 @@ class SQLiteBackend:
 class _Connection(aiosqlite.Connection):
     """aiosqlite's connection, plus one call that runs a whole function on its thread.
 
-    A batch is then one hand-off to the driver thread instead of one per statement.
+    A batch is then one hand-off to the driver thread instead of one per statement. It builds
+    on aiosqlite's internal ``_execute`` (the queue every public method uses) and ``_conn``;
+    :func:`_check_driver` refuses a release without them at open, with a clear error.
     """
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -548,6 +551,18 @@ class _Connection(aiosqlite.Connection):
 
 def _with_db(conn: _Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     return fn(conn._conn, *args)
+
+
+def _check_driver() -> None:
+    if not (
+        callable(getattr(aiosqlite.Connection, "_execute", None))
+        and isinstance(getattr(aiosqlite.Connection, "_conn", None), property)
+    ):
+        version = getattr(aiosqlite, "__version__", "?")
+        raise MemoryConfigurationError(
+            f"aiosqlite {version} lacks the connection internals this backend runs batches "
+            "through; install a release from 0.20 up to 0.22"
+        )
 
 
 def _write_phase(db: sqlite3.Connection, phase: _Phase) -> None:
