@@ -143,12 +143,9 @@ class Flusher:
         self.shutdown_grace = shutdown_grace
         self._ops: list[Op] = []
         self._metas: dict[str, MetaSource] = {}
-        # Messages (and other ops) for backpressure: not yet cut, and cut but not stored.
-        self._queued = 0
-        self._held = 0
+        self._queued = 0  # messages (and other ops) not yet cut into a batch
         self._generation = Generation()
-        self._inflight: Generation | None = None  # the batch being written, if any
-        self._inflight_batch: _Batch | None = None
+        self._inflight_batch: _Batch | None = None  # the batch being written, if any
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
@@ -159,7 +156,7 @@ class Flusher:
     # -- producer side -------------------------------------------------------------------
 
     def has_space(self, n: int = 1) -> bool:
-        pending = self._queued + self._held
+        pending = self.pending
         return pending + n <= self.capacity or pending == 0
 
     async def wait_for_space(self, n: int = 1) -> None:
@@ -198,14 +195,16 @@ class Flusher:
 
     @property
     def pending(self) -> int:
-        return self._queued + self._held
+        """Messages (and other ops) queued or being stored, for backpressure."""
+        batch = self._inflight_batch
+        return self._queued + (batch.weight if batch is not None else 0)
 
     async def barrier(self) -> None:
         """Return once everything queued before this call is applied (errors included)."""
         if self._ops:
             generation = self._generation
-        elif self._inflight is not None:
-            generation = self._inflight
+        elif self._inflight_batch is not None:
+            generation = self._inflight_batch.generation
         else:
             return
         with contextlib.suppress(MemoryError):
@@ -254,7 +253,7 @@ class Flusher:
             error = await self._apply_with_retry(batch)
             following = self._start() if error is None else None
             self._finish(batch, error)
-            batch = following if error is None else self._start()
+            batch = following or self._start()
 
     def _start(self) -> _Batch | None:
         """Cut everything pending into a batch and start storing it."""
@@ -263,13 +262,12 @@ class Flusher:
         ops, metas, self._ops, self._metas = self._ops, self._metas, [], {}
         batch = _Batch(ops, coalesce(ops, metas), self._queued, self._generation)
         self._generation = Generation()
-        self._held += self._queued
         self._queued = 0
         try:
             batch.attempt = self.backend.apply(batch.writes)
         except Exception as exc:  # surfaces from the retry loop like any failed attempt
             batch.attempt = _raise(exc)
-        self._inflight, self._inflight_batch = batch.generation, batch
+        self._inflight_batch = batch
         return batch
 
     def _finish(self, batch: _Batch, error: BaseException | None) -> None:
@@ -288,8 +286,7 @@ class Flusher:
                 self.on_failure(affected, error)
         batch.generation.resolve(error, failed)
         if self._inflight_batch is batch:
-            self._inflight = self._inflight_batch = None
-        self._held -= batch.weight
+            self._inflight_batch = None
         if not self._space.is_set() and self.has_space():
             self._space.set()
 

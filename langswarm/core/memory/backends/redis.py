@@ -385,11 +385,7 @@ class RedisBackend:
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(client, *args)`` on the private loop with retries and error mapping."""
-        return await self._started(fn, *args)
-
-    def _started(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
-        """Start ``fn(client, *args)`` on the private loop now; await it for the result."""
-        return self._result(self._thread.submit(self._with_retry, fn, *args))
+        return await self._result(self._thread.submit(self._with_retry, fn, *args))
 
     async def _result(self, future: concurrent.futures.Future[T]) -> T:
         try:
@@ -427,14 +423,13 @@ class RedisBackend:
         sessions of the batch are applied.
         """
         # Handed to the private loop now, not when the caller first awaits.
-        return self._started(self._apply_batch, batch)
+        return self._result(self._thread.submit(self._apply_batch, batch))
 
-    async def _apply_batch(
-        self, client: redis.asyncio.Redis, batch: Sequence[SessionWrite]
-    ) -> None:
+    async def _apply_batch(self, batch: Sequence[SessionWrite]) -> None:
+        """Count and encode once on the private loop, then send, retrying as needed."""
         if batch:
             count_missing(batch)
-            await self._apply_io(client, [self._encode(w) for w in batch])
+            await self._with_retry(self._apply_io, [self._encode(w) for w in batch])
 
     def _encode(self, w: SessionWrite) -> _Write:
         meta = w.meta

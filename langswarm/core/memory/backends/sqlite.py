@@ -309,7 +309,7 @@ class SQLiteBackend:
 
     def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
         # Handed to the private loop now, not when the caller first awaits.
-        return self._started(self._apply, batch)
+        return self._call(self._apply, batch)
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         return await self._call(self._load_session, session_id, max(tail, 0))
@@ -354,12 +354,9 @@ class SQLiteBackend:
 
     # -- host side --------------------------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(db, *args)`` on the driver's thread; map every failure to our errors."""
-        return await self._started(fn, *args)
-
-    def _started(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
-        """Start ``fn(db, *args)`` on the driver's thread; await it for the result.
+    def _call(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run ``fn(db, *args)`` on the driver's thread; await it for the result, with every
+        failure mapped to our errors.
 
         aiosqlite answers asyncio callers itself, so an asyncio host hands the call straight
         to the driver thread (queued when first awaited); a trio host goes through the
