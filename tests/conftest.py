@@ -109,6 +109,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server that writes every command to its AOF before answering."""
+    server = RedisServer(
+        port=free_port(),
+        directory=tmp_path,
+        extra_args=("--appendonly", "yes", "--appendfsync", "always"),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """URL of the shared test redis-server, flushed before the test."""
     redis_server.flushall()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,3 +80,28 @@ def manager_on(backend: Backend, **options: Any) -> MemoryManager:
 
 def user_message(text: str) -> Message:
     return Message(role=MessageRole.USER, content=text)
+
+
+# Holds SQLite's write lock for argv[2] seconds; says so on stdout once it has it.
+LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+async def hold_write_lock(path: str | os.PathLike[str], seconds: float) -> anyio.abc.Process:
+    """Start a process holding the database's write lock; return once it holds it."""
+    process = await anyio.open_process(
+        [sys.executable, "-c", LOCK_HOLDER, os.fspath(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    seen = b""
+    while b"locked\n" not in seen:
+        seen += await process.stdout.receive()
+    return process

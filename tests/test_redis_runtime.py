@@ -7,9 +7,8 @@ Backend-level behaviour is in tests/backends/test_redis_backend.py; these tests 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -415,18 +414,6 @@ async def test_a_write_after_redis_expired_the_keys_does_not_resurrect_the_sessi
 
 
 # -- restarts --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(
-        port=free_port(),
-        directory=tmp_path,
-        extra_args=("--appendonly", "yes", "--appendfsync", "always"),
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 class Load:

@@ -38,6 +38,7 @@ from langswarm.core.memory.exceptions import (
     MemoryConnectionError,
     MemoryError,
 )
+from tests.helpers import hold_write_lock
 
 pytestmark = pytest.mark.anyio
 
@@ -181,16 +182,6 @@ async def main() -> None:
             tg.start_soon(writer, i)
 """
 
-# Holds SQLite's write lock for argv[2] seconds; says so on stdout once it has it.
-LOCK_HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
 
 def write_script(directory: Path, name: str, body: str) -> Path:
     """Write a child script (``body`` plus the loop runner) into ``directory``."""
@@ -215,20 +206,6 @@ def integrity(path: Path | str) -> list[tuple[Any, ...]]:
         return conn.execute("PRAGMA integrity_check").fetchall()
     finally:
         conn.close()
-
-
-async def hold_write_lock(path: Path, seconds: float) -> anyio.abc.Process:
-    """Start a process holding the database's write lock; return once it holds it."""
-    process = await anyio.open_process(
-        [sys.executable, "-c", LOCK_HOLDER, os.fspath(path), str(seconds)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    seen = b""
-    while b"locked\n" not in seen:
-        seen += await process.stdout.receive()
-    return process
 
 
 def contents(messages: list[Any]) -> list[str]:

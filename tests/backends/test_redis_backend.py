@@ -475,18 +475,6 @@ def expected(batches: int) -> list[object]:
     return [f"b{n}-{i}" for n in range(batches) for i in range(PER_BATCH)]
 
 
-@pytest.fixture
-def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(
-        port=free_port(),
-        directory=tmp_path,
-        extra_args=("--appendonly", "yes", "--appendfsync", "always"),
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_sigkill_and_restart_lose_nothing_acknowledged(durable_server: RedisServer) -> None:
     store = RedisBackend(url=durable_server.url, retry_budget_seconds=10)
     outcomes: dict[int, str] = {}

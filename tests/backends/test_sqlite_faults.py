@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -25,18 +24,9 @@ from langswarm.core.memory.exceptions import (
     MemoryCorruptionError,
 )
 from langswarm.core.memory.interfaces import Message, MessageRole, SessionMetadata
+from tests.helpers import hold_write_lock
 
 pytestmark = pytest.mark.anyio
-
-# Holds SQLite's write lock for argv[2] seconds; says so on stdout once it has it.
-LOCK_HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
 
 
 def texts(n: int, start: int = 0) -> list[Message]:
@@ -72,20 +62,6 @@ async def opened(sqlite_path: str) -> AsyncIterator[SQLiteBackend]:
         yield backend
     finally:
         await backend.close()
-
-
-async def hold_write_lock(path: str, seconds: float) -> anyio.abc.Process:
-    """Start a process holding the database's write lock; return once it holds it."""
-    process = await anyio.open_process(
-        [sys.executable, "-c", LOCK_HOLDER, path, str(seconds)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    seen = b""
-    while b"locked\n" not in seen:
-        seen += await process.stdout.receive()
-    return process
 
 
 async def test_lock_held_past_busy_timeout_is_transient_and_loses_nothing(
