@@ -207,6 +207,15 @@ class LangchainRedis:
 # -- openai-agents ----------------------------------------------------------------------------
 
 
+async def agents_turn(handle: Any, user: str, assistant: str, budget: int) -> int:
+    """One turn on an OpenAI Agents SDK session (SQLite or Redis, same API)."""
+    await handle.add_items([{"role": "user", "content": user}])
+    items = await handle.get_items()
+    n = newest_within([str(i.get("content", "")) for i in items], budget)
+    await handle.add_items([{"role": "assistant", "content": assistant}])
+    return n
+
+
 class AgentsSQLite:
     def __init__(self, budget: int, scratch: str) -> None:
         self.name = "openai-agents SQLiteSession"
@@ -227,11 +236,7 @@ class AgentsSQLite:
         return session
 
     async def turn(self, handle: Any, user: str, assistant: str) -> int:
-        await handle.add_items([{"role": "user", "content": user}])
-        items = await handle.get_items()
-        n = newest_within([str(i.get("content", "")) for i in items], self.budget)
-        await handle.add_items([{"role": "assistant", "content": assistant}])
-        return n
+        return await agents_turn(handle, user, assistant, self.budget)
 
     async def close(self) -> None:
         for session in self.sessions:
@@ -260,11 +265,7 @@ class AgentsRedis:
         return self.factory(f"{user_id}-{index}", redis_client=self.client)
 
     async def turn(self, handle: Any, user: str, assistant: str) -> int:
-        await handle.add_items([{"role": "user", "content": user}])
-        items = await handle.get_items()
-        n = newest_within([str(i.get("content", "")) for i in items], self.budget)
-        await handle.add_items([{"role": "assistant", "content": assistant}])
-        return n
+        return await agents_turn(handle, user, assistant, self.budget)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -137,6 +137,11 @@ async def test_bad_input_is_rejected_and_stores_nothing() -> None:
             await memory.create_session("")
         with pytest.raises(MemoryValidationError):
             await memory.create_session("u", max_messages=0)
+        with pytest.raises(MemoryValidationError):
+            await memory.create_session("u", "odd-mode", durability="eventually")
+        with pytest.raises(MemoryValidationError):
+            await memory.get_or_create_session("u", "odd-mode", durability="eventually")
+        assert await memory.get_session("odd-mode") is None
         assert await session.get_messages() == []
         assert session.metadata.metadata == {}
         assert (await memory.backend.get_usage_stats())["total_messages"] == 0

@@ -238,14 +238,14 @@ class MemoryManager:
             metadata=custom,
         )
 
-    def _handle(self, actor: SessionActor, durability: Durability | str | None) -> MemorySession:
+    def _mode(self, durability: Durability | str | None) -> Durability:
+        """The acknowledgement mode asked for (checked before anything is created)."""
         try:
-            mode = self.durability if durability is None else Durability(durability)
+            return self.durability if durability is None else Durability(durability)
         except ValueError:
             raise MemoryValidationError(
                 f"durability must be 'buffered' or 'committed', not {durability!r}"
             ) from None
-        return MemorySession(self, actor, mode)
 
     async def create_session(
         self,
@@ -262,7 +262,7 @@ class MemoryManager:
         meta = self._new_meta(
             user_id, session_id, max_messages, max_tokens, auto_summarize_threshold, metadata
         )
-        handle_mode = durability
+        mode = self._mode(durability)
         runtime = await self._ensure()
         assert runtime.registry is not None
         if session_id is None:
@@ -271,7 +271,7 @@ class MemoryManager:
             found, maybe = await runtime.registry.lookup(session_id, create=meta, exclusive=True)
             assert found is not None and maybe is not None
             actor, generation = found, maybe
-        session = self._handle(actor, handle_mode)
+        session = MemorySession(self, actor, mode)
         await session._settle(generation)
         return session
 
@@ -285,7 +285,7 @@ class MemoryManager:
             return None
         if user_id is not None and actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {session_id} belongs to another user")
-        return self._handle(actor, None)
+        return MemorySession(self, actor, self.durability)
 
     async def get_or_create_session(
         self,
@@ -309,13 +309,14 @@ class MemoryManager:
         meta = self._new_meta(
             user_id, sid, max_messages, max_tokens, auto_summarize_threshold, metadata
         )
+        mode = self._mode(durability)
         runtime = await self._ensure()
         assert runtime.registry is not None
         actor, generation = await runtime.registry.lookup(sid, create=meta)
         assert actor is not None
         if actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {sid} belongs to another user")
-        session = self._handle(actor, durability)
+        session = MemorySession(self, actor, mode)
         await session._settle(generation)
         return session
 
