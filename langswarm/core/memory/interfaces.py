@@ -89,6 +89,9 @@ class Message:
     function_call: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    #: The Responses-API item this message was built from, kept verbatim so it round-trips
+    #: exactly (``None`` for messages built from the chat or Anthropic formats).
+    item: dict[str, Any] | None = None
     # 0 plain, 1 asks for tools, 2 answers a tool call; derived once, read on hot paths.
     _kind: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -118,7 +121,15 @@ class Message:
             not isinstance(self.token_count, int) or self.token_count < 0
         ):
             raise MemoryValidationError("token_count must be a non-negative int or None")
-        if self.metadata or content.__class__ is list or self.function_call or self.tool_calls:
+        if self.item is not None and not isinstance(self.item, dict):
+            raise MemoryValidationError("message item must be a dict or None")
+        if (
+            self.metadata
+            or content.__class__ is list
+            or self.function_call
+            or self.tool_calls
+            or self.item
+        ):
             _check_plain(self)
         object.__setattr__(self, "_kind", _classify(self))
 
@@ -161,7 +172,13 @@ def _check_plain(message: Message) -> None:
     """Structured parts must be plain data (what msgpack stores), or nothing is stored."""
     try:
         msgpack.packb(
-            (message.metadata, message.content, message.function_call, message.tool_calls),
+            (
+                message.metadata,
+                message.content,
+                message.function_call,
+                message.tool_calls,
+                message.item,
+            ),
             use_bin_type=True,
         )
     except (TypeError, ValueError, OverflowError) as exc:

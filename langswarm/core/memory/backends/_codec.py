@@ -64,12 +64,16 @@ def pack_message(m: Message) -> bytes:
             m.function_call,
             m.tool_calls,
             m.tool_call_id,
+            m.item,
         )
     )
 
 
 def unpack_message(data: bytes) -> Message:
     try:
+        fields = _unpackb(data)
+        # Payloads written before the ``item`` field have one element fewer.
+        item = fields.pop() if len(fields) == 12 else None
         (
             version,
             role,
@@ -82,7 +86,7 @@ def unpack_message(data: bytes) -> Message:
             function_call,
             tool_calls,
             tool_call_id,
-        ) = _unpackb(data)
+        ) = fields
         _check_version(version)
         return Message(
             role=MessageRole(role),
@@ -95,6 +99,7 @@ def unpack_message(data: bytes) -> Message:
             function_call=function_call,
             tool_calls=tool_calls,
             tool_call_id=tool_call_id,
+            item=item,
         )
     except MemoryCorruptionError:
         raise
