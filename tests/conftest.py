@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import sqlite3
 import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._servers import (
+    APP_PASSWORD,
+    APP_USER,
+    APP_USER_RULES,
+    RedisCluster,
+    RedisTLSServer,
+    redis_tls_missing,
+)
+from tests._servers import RedisServer as RedisServer  # re-exported for test modules
+from tests._servers import free_port as free_port  # re-exported for test modules
 from tests.standin_fixtures import llm_standin  # noqa: F401  (a shared fixture)
 
 
@@ -22,81 +31,6 @@ from tests.standin_fixtures import llm_standin  # noqa: F401  (a shared fixture)
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs once on asyncio and once on trio."""
     return str(request.param)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class RedisServer:
-    """A redis-server process started by the tests on a free loopback port."""
-
-    port: int
-    directory: Path
-    extra_args: tuple[str, ...] = ()
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; the README test command installs it")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                *self.extra_args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start within 10 s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def flushall(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            s.sendall(b"FLUSHALL\r\n")
-            s.recv(16)
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +60,69 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of the shared test redis-server, flushed before the test."""
     redis_server.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Three cluster masters for the whole run; use ``redis_cluster_url`` for an empty cluster."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """``redis+cluster://`` URL of the shared cluster, healed and flushed before the test."""
+    redis_cluster.heal()
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+def _tls_server(
+    factory: pytest.TempPathFactory, *, require_client_cert: bool
+) -> Iterator[RedisTLSServer]:
+    missing = redis_tls_missing()
+    if missing is not None:
+        pytest.skip(f"this redis-server has no TLS support: {missing}")
+    directory = factory.mktemp("redis-tls")
+    server = RedisTLSServer(free_port(), directory, require_client_cert=require_client_cert)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTLSServer]:
+    """A TLS-only redis-server: ``url`` is ``rediss://``, clients trust ``ca_file``."""
+    yield from _tls_server(tmp_path_factory, require_client_cert=False)
+
+
+@pytest.fixture(scope="session")
+def redis_mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTLSServer]:
+    """Like ``redis_tls``, but clients must also present ``client_cert``."""
+    yield from _tls_server(tmp_path_factory, require_client_cert=True)
+
+
+@pytest.fixture(scope="session")
+def redis_acl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server whose ``default`` user needs ``password``, plus a limited user.
+
+    ``APP_USER`` (``APP_PASSWORD``) may touch only ``langswarm:*`` keys and may not run
+    ``@dangerous`` commands; ``redis_acl.acl_url(APP_USER, APP_PASSWORD)`` logs in as it.
+    """
+    directory = tmp_path_factory.mktemp("redis-acl")
+    server = RedisServer(free_port(), directory, password=secrets.token_hex(16))
+    try:
+        server.start()
+        server.set_user(APP_USER, APP_PASSWORD, *APP_USER_RULES)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
