@@ -6,6 +6,7 @@ import langswarm.core.memory as memory
 from langswarm.core.memory import exceptions, interfaces
 
 EXPECTED = {
+    "AnthropicRequest",
     "AnthropicSummarizer",
     "BackendView",
     "ConversationSummary",
@@ -29,9 +30,11 @@ EXPECTED = {
     "initialize_memory",
     "messages_from_anthropic_format",
     "messages_from_openai_format",
+    "messages_from_responses_format",
     "messages_to_anthropic_format",
     "messages_to_anthropic_request",
     "messages_to_openai_format",
+    "messages_to_responses_format",
 }
 
 

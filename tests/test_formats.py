@@ -55,11 +55,16 @@ def drain(value: Any) -> Any:
     return value
 
 
+def loose(converted: object) -> Any:
+    """A converter's result (typed with the SDKs' request types) as JSON to index freely."""
+    return converted
+
+
 def blocks_of(content: Any) -> list[Json]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
-def check_openai(messages: list[Json]) -> None:
+def check_openai(messages: list[Any]) -> None:
     """Valid for the OpenAI SDK, content None only where allowed, every tool call answered."""
     drain(OPENAI_MESSAGES.validate_python(messages))
     for i, message in enumerate(messages):
@@ -80,7 +85,7 @@ def check_openai(messages: list[Json]) -> None:
             assert i and messages[i - 1].get("function_call")
 
 
-def check_anthropic(system: str | None, messages: list[Json]) -> None:
+def check_anthropic(system: str | None, messages: list[Any]) -> None:
     """Valid for the Anthropic SDK and the API's conversation rules."""
     drain(ANTHROPIC_MESSAGES.validate_python(messages))
     assert system is None or system.strip()
@@ -195,7 +200,7 @@ def test_guide_messages_are_accepted() -> None:
 def test_guide_tool_calls_convert_to_both_providers() -> None:
     # The guide's "Function and Tool Calls" session: every call is answered.
     messages = guide_messages()[4:]
-    openai = messages_to_openai_format(messages)
+    openai = loose(messages_to_openai_format(messages))
     check_openai(openai)
     assert openai[0]["function_call"]["name"] == "search_knowledge_base"
     assert openai[2]["tool_calls"][0]["id"] == "tool_123"
@@ -204,7 +209,7 @@ def test_guide_tool_calls_convert_to_both_providers() -> None:
         "tool_call_id": "tool_123",
         "content": "Found 10 recent papers on AI research...",
     }
-    system, anthropic = messages_to_anthropic_request(messages)
+    system, anthropic = loose(messages_to_anthropic_request(messages))
     check_anthropic(system, anthropic)
     assert system is None
     assert [m["role"] for m in anthropic] == ["user", "assistant", "user", "assistant", "user"]
@@ -215,7 +220,7 @@ def test_guide_creating_messages_convert() -> None:
     # The guide's "Creating Messages" session ends with an unanswered function call.
     messages = guide_messages()[:4]
     drain(OPENAI_MESSAGES.validate_python(messages_to_openai_format(messages)))
-    system, anthropic = messages_to_anthropic_request(messages)
+    system, anthropic = loose(messages_to_anthropic_request(messages))
     assert system == "You are a helpful weather assistant."
     drain(ANTHROPIC_MESSAGES.validate_python(anthropic))
     assert [m["role"] for m in anthropic] == ["user", "assistant"]
@@ -568,7 +573,7 @@ def test_system_messages_leave_the_anthropic_list() -> None:
         ),
         assistant("hello"),
     ]
-    system, anthropic = messages_to_anthropic_request(messages)
+    system, anthropic = loose(messages_to_anthropic_request(messages))
     assert system == "first\n\na\nb"
     assert anthropic == [
         {"role": "user", "content": "hi"},
@@ -579,7 +584,7 @@ def test_system_messages_leave_the_anthropic_list() -> None:
 
 
 def test_leading_assistant_gets_a_continuation_turn() -> None:
-    anthropic = messages_to_anthropic_format([assistant("Hi! How can I help?"), user("hey")])
+    anthropic = loose(messages_to_anthropic_format([assistant("Hi! How can I help?"), user("hey")]))
     assert anthropic == [
         {"role": "user", "content": ANTHROPIC_CONTINUATION_TEXT},
         {"role": "assistant", "content": "Hi! How can I help?"},
@@ -595,7 +600,7 @@ def test_same_role_turns_merge_with_tool_results_first() -> None:
         create_openai_message("tool", "done", tool_call_id="t1"),
         user("thanks"),
     ]
-    anthropic = messages_to_anthropic_format(messages)
+    anthropic = loose(messages_to_anthropic_format(messages))
     assert anthropic[2] == {
         "role": "user",
         "content": [
@@ -614,7 +619,7 @@ def test_whitespace_text_and_empty_turns_are_dropped() -> None:
         user([{"type": "text", "text": ""}, {"type": "text", "text": "b"}]),
         assistant("answer \n"),
     ]
-    anthropic = messages_to_anthropic_format(messages)
+    anthropic = loose(messages_to_anthropic_format(messages))
     assert anthropic == [
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
         {"role": "assistant", "content": "answer"},  # a final assistant turn: no trailing space
@@ -632,7 +637,7 @@ def test_function_calls_get_stable_ids_paired_by_name() -> None:
     results = [create_openai_message("function", name, name=name) for name in ("b", "a")]
     orphan = create_openai_message("function", "late", name="a", message_id="m9")
     messages = [user("go"), *calls, *results, orphan]
-    first = messages_to_anthropic_format(messages)
+    first = loose(messages_to_anthropic_format(messages))
     assert first == messages_to_anthropic_format(messages)
     uses = {b["name"]: b["id"] for b in first[1]["content"]}
     assert uses == {"a": "call_m1", "b": "call_m2"}
@@ -646,11 +651,12 @@ def test_unsafe_tool_ids_are_rewritten_consistently() -> None:
         create_openai_message("assistant", None, tool_calls=[call]),
         create_openai_message("tool", "r", tool_call_id="functions.lookup:0"),
     ]
-    anthropic = messages_to_anthropic_format(messages)
+    anthropic = loose(messages_to_anthropic_format(messages))
     use_id = anthropic[1]["content"][0]["id"]
     assert re.fullmatch(r"functions_lookup_0_[0-9a-f]{12}", use_id)
     assert anthropic[2]["content"][0]["tool_use_id"] == use_id
-    assert messages_to_openai_format(messages)[1]["tool_calls"][0]["id"] == "functions.lookup:0"
+    openai = loose(messages_to_openai_format(messages))
+    assert openai[1]["tool_calls"][0]["id"] == "functions.lookup:0"
 
 
 def test_images_convert_both_ways() -> None:
@@ -661,7 +667,7 @@ def test_images_convert_both_ways() -> None:
             {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
         ],
     )
-    anthropic = messages_to_anthropic_format([openai_user])
+    anthropic = loose(messages_to_anthropic_format([openai_user]))
     assert anthropic[0]["content"] == [B64_IMAGE, URL_IMAGE]
     (back,) = messages_from_anthropic_format(anthropic)
     assert messages_to_openai_format([back])[0]["content"] == [
@@ -681,7 +687,7 @@ def test_tool_result_images_follow_the_tool_message_in_openai() -> None:
             ]
         ),
     ]
-    openai = messages_to_openai_format(messages)
+    openai = loose(messages_to_openai_format(messages))
     check_openai(openai)
     assert openai[1] == {
         "role": "assistant",
@@ -698,7 +704,7 @@ def test_tool_result_images_follow_the_tool_message_in_openai() -> None:
             {"type": "text", "text": "what is it?"},
         ],
     }
-    anthropic = messages_to_anthropic_format(messages)
+    anthropic = loose(messages_to_anthropic_format(messages))
     assert anthropic[2]["content"][0]["is_error"] is False
     check_anthropic(None, anthropic)
 
@@ -722,7 +728,7 @@ ID_SUFFIX = st.text(string.ascii_letters + string.digits + "_-", min_size=1, max
 JSON_VALUE = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)  # what msgpack (our storage format) holds
+    | st.integers(-(2**63), 2**63 - 1)  # what messages hold (signed 64-bit, as stored)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: (
@@ -810,7 +816,7 @@ def mixed_conversations(draw: st.DrawFn) -> list[Message]:
                 for _ in range(draw(st.integers(1, 3)))
             ]
             lead = draw(st.lists(TEXT.map(lambda t: {"type": "text", "text": t}), max_size=1))
-            out.append(create_anthropic_message("assistant", lead + uses))
+            out.append(create_anthropic_message("assistant", [*lead, *uses]))
             results: list[Json] = []
             for use in draw(st.permutations(uses)):
                 block: Json = {"type": "tool_result", "tool_use_id": use["id"]}
@@ -841,11 +847,11 @@ FAST = settings(max_examples=150, deadline=None)
 @FAST
 @given(mixed_conversations())
 def test_conversions_satisfy_both_sdks(messages: list[Message]) -> None:
-    openai = messages_to_openai_format(messages)
+    openai = loose(messages_to_openai_format(messages))
     check_openai(openai)
     messages_from_openai_format(openai)
 
-    system, anthropic = messages_to_anthropic_request(messages)
+    system, anthropic = loose(messages_to_anthropic_request(messages))
     check_anthropic(system, anthropic)
     messages_from_anthropic_format(anthropic, system)
 
@@ -864,7 +870,7 @@ class Kept:
     results: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
 
 
-def kept(openai: list[Json]) -> Kept:
+def kept(openai: list[Any]) -> Kept:
     system: list[str] = []
     out = Kept()
     last = ""  # what Anthropic's last turn ends with: "user", "assistant" (text) or "tools"
@@ -899,7 +905,7 @@ def kept(openai: list[Json]) -> Kept:
 @given(openai_conversations())
 def test_round_trip_through_anthropic_keeps_calls_and_text(original: list[Json]) -> None:
     ours = messages_from_openai_format(original)
-    system, anthropic = messages_to_anthropic_request(ours)
+    system, anthropic = loose(messages_to_anthropic_request(ours))
     check_anthropic(system, anthropic)
     back = messages_to_openai_format(messages_from_anthropic_format(anthropic, system))
     check_openai(back)

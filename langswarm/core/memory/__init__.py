@@ -6,13 +6,16 @@ with :func:`initialize_memory` and :class:`MemorySessionContext`, or run a
 :class:`MemoryManager` inside ``async with`` for explicit control of its lifetime.
 """
 
+from ._formats import AnthropicRequest as AnthropicRequest
 from ._formats import create_anthropic_message as create_anthropic_message
 from ._formats import create_openai_message as create_openai_message
 from ._formats import messages_from_anthropic_format as messages_from_anthropic_format
 from ._formats import messages_from_openai_format as messages_from_openai_format
+from ._formats import messages_from_responses_format as messages_from_responses_format
 from ._formats import messages_to_anthropic_format as messages_to_anthropic_format
 from ._formats import messages_to_anthropic_request as messages_to_anthropic_request
 from ._formats import messages_to_openai_format as messages_to_openai_format
+from ._formats import messages_to_responses_format as messages_to_responses_format
 from ._manager import BackendView as BackendView
 from ._manager import MemoryManager as MemoryManager
 from ._manager import get_global_memory_manager as get_global_memory_manager
@@ -34,6 +37,7 @@ from .interfaces import Summarizer as Summarizer
 from .interfaces import SummaryType as SummaryType
 
 __all__ = [
+    "AnthropicRequest",
     "AnthropicSummarizer",
     "BackendView",
     "ConversationSummary",
@@ -57,7 +61,9 @@ __all__ = [
     "initialize_memory",
     "messages_from_anthropic_format",
     "messages_from_openai_format",
+    "messages_from_responses_format",
     "messages_to_anthropic_format",
     "messages_to_anthropic_request",
     "messages_to_openai_format",
+    "messages_to_responses_format",
 ]
