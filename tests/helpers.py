@@ -19,11 +19,9 @@ async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> N
     """Make a stored session look ``days`` older, through the backend's own write path."""
     await manager.backend.list_sessions(limit=1)  # drain pending writes first
     runtime = await manager._ensure()
-    assert runtime.registry is not None
     actor = runtime.registry.live.get(session_id)
     if actor is not None:
         actor.stop()
-        runtime.registry.on_stopped(actor)
     stored = await runtime.backend.load_session(session_id, tail=0)
     assert stored is not None
     meta = stored.meta
@@ -73,9 +71,15 @@ def manager_on(backend: Backend, **options: Any) -> MemoryManager:
     """A manager over ``backend`` with runtime ``options`` (see ``initialize_memory``)."""
     from langswarm.core.memory._config import settings_from_options
 
-    summarizer = options.pop("summarizer", None)
     options.setdefault("shutdown_grace", 5)
-    return MemoryManager(backend, settings_from_options(options, summarizer))
+    return MemoryManager(backend, settings_from_options(options))
+
+
+async def passivate_all(manager: MemoryManager) -> None:
+    """Passivate every idle session (for managers made with ``idle_timeout=0``)."""
+    runtime = await manager._ensure()
+    await runtime.registry.sweep()
+    assert not runtime.registry.live
 
 
 def user_message(text: str) -> Message:

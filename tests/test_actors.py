@@ -1,4 +1,4 @@
-"""Actor properties: cancellation, errors, supervision, backpressure."""
+"""Actor properties: cancellation, schedule points, errors, supervision, backpressure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from langswarm.core.memory import MemoryManager, MemorySession
-from langswarm.core.memory.actors import commands as c
+from langswarm.core.memory.actors.session import SessionActor
 from langswarm.core.memory.backends.memory import InMemoryBackend
 from langswarm.core.memory.exceptions import (
     MemoryError,
@@ -19,11 +19,18 @@ from tests.helpers import GatedBackend, manager_on, user_message
 
 pytestmark = pytest.mark.anyio
 
+#: Longest any wait in these tests may take before the test fails.
+SETTLE = 10
 
-async def _actor(memory: MemoryManager, session_id: str):  # type: ignore[no-untyped-def]
+
+async def _actor(memory: MemoryManager, session_id: str) -> SessionActor:
     runtime = await memory._ensure()
-    assert runtime.registry is not None
     return runtime.registry.live[session_id]
+
+
+def _queued(actor: SessionActor) -> int:
+    stats = actor.mailbox_statistics()
+    return 0 if stats is None else stats.buffered
 
 
 async def test_cancelled_waiting_caller_does_not_wedge_the_actor() -> None:
@@ -36,27 +43,29 @@ async def test_cancelled_waiting_caller_does_not_wedge_the_actor() -> None:
         backend.close_gate()
         for i in range(4):  # fill the flusher; the gate holds it
             await session.add_message(user_message(f"fill {i}"))
-        await backend.waiting.wait()
+        with anyio.fail_after(SETTLE):
+            await backend.waiting.wait()
         actor = await _actor(memory, session.session_id)
 
-        # Blocks in the actor (waiting for flusher space); later commands queue behind it.
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.add_message, user_message("blocked"))
-            while not actor.busy:
-                await anyio.lowlevel.checkpoint()
-            caller = anyio.CancelScope()
+        with anyio.fail_after(SETTLE):
+            async with anyio.create_task_group() as tg:
+                # Waits in the actor's task for flusher space; later commands queue behind it.
+                tg.start_soon(session.add_message, user_message("blocked"))
+                await wait_all_tasks_blocked()
+                assert actor.mailbox_statistics() is not None
+                caller = anyio.CancelScope()
 
-            async def cancelled_caller() -> None:
-                with caller:
-                    await session.update_metadata({"note": "from a cancelled caller"})
+                async def cancelled_caller() -> None:
+                    with caller:
+                        await session.update_metadata({"note": "from a cancelled caller"})
 
-            tg.start_soon(cancelled_caller)
-            while actor.mailbox.statistics()["buffered"] < 1:
-                await anyio.lowlevel.checkpoint()
-            caller.cancel()  # it is now waiting for its reply
-            await anyio.lowlevel.checkpoint()
-            assert caller.cancelled_caught or caller.cancel_called
-            backend.gate.set()
+                tg.start_soon(cancelled_caller)
+                await wait_all_tasks_blocked()
+                assert _queued(actor) == 1
+                caller.cancel()  # it is now waiting for its reply
+                await wait_all_tasks_blocked()
+                assert caller.cancelled_caught
+                backend.gate.set()
         await memory.backend.list_sessions()  # read-your-writes barrier
         assert session.metadata.metadata["note"] == "from a cancelled caller"
         contents = [m.content for m in await session.get_messages()]
@@ -72,18 +81,19 @@ async def test_caller_cancelled_on_a_full_mailbox_sends_nothing() -> None:
         await session.flush()
         backend.close_gate()
         await session.add_message(user_message("held"))
-        await backend.waiting.wait()
+        with anyio.fail_after(SETTLE):
+            await backend.waiting.wait()
         actor = await _actor(memory, session.session_id)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.add_message, user_message("waits for space"))
-            while not actor.busy:
-                await anyio.lowlevel.checkpoint()
-            tg.start_soon(session.update_metadata, {"queued": True})
-            while actor.mailbox.statistics()["buffered"] < 1:
-                await anyio.lowlevel.checkpoint()
-            with anyio.move_on_after(0.05):
-                await session.update_metadata({"never": True})  # mailbox full: blocks
-            backend.gate.set()
+        with anyio.fail_after(SETTLE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.add_message, user_message("waits for space"))
+                await wait_all_tasks_blocked()
+                tg.start_soon(session.update_metadata, {"queued": True})
+                await wait_all_tasks_blocked()
+                assert _queued(actor) == 1
+                with anyio.move_on_after(0.05):
+                    await session.update_metadata({"never": True})  # mailbox full: blocks
+                backend.gate.set()
         meta = session.metadata.metadata
         assert meta.get("queued") is True
         assert "never" not in meta
@@ -94,23 +104,23 @@ async def test_an_error_reaches_its_caller_and_the_actor_serves_the_next() -> No
     async with manager_on(backend, flush_capacity=1) as memory:
         session = await memory.create_session("u")
         with pytest.raises(MemoryValidationError):
-            await session.update_metadata({"max_tokens": -5})  # direct dispatch
+            await session.update_metadata({"max_tokens": -5})  # checked before it is sent
         await session.add_message(user_message("ok"))
         await session.flush()
         backend.close_gate()
         await session.add_message(user_message("held"))
-        await backend.waiting.wait()
-        actor = await _actor(memory, session.session_id)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.add_message, user_message("queued"))
-            while not actor.busy:
-                await anyio.lowlevel.checkpoint()
-            with pytest.raises(MemoryValidationError):  # through the mailbox
-                with anyio.fail_after(5):
-                    backend.gate.set()
-                    await session.update_metadata({"max_messages": "many"})
+        with anyio.fail_after(SETTLE):
+            await backend.waiting.wait()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.add_message, user_message("queued"))
+                await wait_all_tasks_blocked()
+                tg.start_soon(session.archive_session)
+                await wait_all_tasks_blocked()
+                backend.gate.set()
+                with pytest.raises(MemoryValidationError, match="archived"):
+                    await session.add_message(user_message("refused"))  # by the actor's task
         assert [m.content for m in await session.get_messages()] == ["ok", "held", "queued"]
-        assert session.metadata.max_messages is None
+        assert session.metadata.status == "archived"
 
 
 async def test_crashed_actor_is_restarted_and_keeps_its_messages() -> None:
@@ -118,15 +128,17 @@ async def test_crashed_actor_is_restarted_and_keeps_its_messages() -> None:
         session = await memory.create_session("u")
         for i in range(5):
             await session.add_message(user_message(f"m{i}"))
+        await session.flush()
         actor = await _actor(memory, session.session_id)
+        actor.tail.next += 1  # break the actor's invariants
         with pytest.raises(SessionFailedError):
-            await actor.call(c.Crash())
-        messages = await session.get_messages()  # served by the restarted actor
+            await session.add_message(user_message("refused"))
+        messages = await session.get_messages()  # served by the rebuilt actor
         assert [m.content for m in messages] == [f"m{i}" for i in range(5)]
         await session.add_message(user_message("m5"))
         assert len(await session.get_messages()) == 6
         runtime = await memory._ensure()
-        assert runtime.registry is not None and runtime.registry.restarts == 1
+        assert runtime.registry.restarts == 1
 
 
 async def test_past_the_restart_limit_one_session_fails_and_others_keep_working() -> None:
@@ -136,8 +148,10 @@ async def test_past_the_restart_limit_one_session_fails_and_others_keep_working(
         others = [await memory.create_session(f"user{i}") for i in range(100)]
         actor = await _actor(memory, doomed.session_id)
         for _ in range(3):
+            await doomed.get_messages()  # answered once any rebuild has finished
+            actor.tail.next += 1
             with pytest.raises(SessionFailedError):
-                await actor.call(c.Crash())
+                await doomed.add_message(user_message("crash"))
         with pytest.raises(MemoryError) as raised:
             await doomed.add_message(user_message("after"))
         assert isinstance(raised.value, SessionFailedError)
@@ -171,18 +185,20 @@ async def test_a_flood_of_writes_meets_backpressure() -> None:
             await session.add_message(user_message(f"w{i}"))
             done += 1
 
-        async with anyio.create_task_group() as tg:
-            for i in range(1_000):
-                tg.start_soon(writer, i)
-            await backend.waiting.wait()
-            while actor.mailbox.statistics()["waiting_senders"] == 0:
-                await anyio.lowlevel.checkpoint()
-            # Held: bounded buffers, blocked writers, nothing unbounded in between.
-            assert runtime.flusher.pending <= capacity + 1
-            assert actor.mailbox.statistics()["buffered"] <= mailbox
-            assert done < 1_000
-            assert len(actor.tail) <= capacity + 1
-            backend.gate.set()
+        with anyio.fail_after(SETTLE):
+            async with anyio.create_task_group() as tg:
+                for i in range(1_000):
+                    tg.start_soon(writer, i)
+                await backend.waiting.wait()
+                await wait_all_tasks_blocked()
+                stats = actor.mailbox_statistics()
+                assert stats is not None and stats.waiting_senders > 0
+                # Held: bounded buffers, blocked writers, nothing unbounded in between.
+                assert runtime.flusher.pending <= capacity + 1
+                assert stats.buffered <= mailbox
+                assert done < 1_000
+                assert len(actor.tail) <= capacity + 1
+                backend.gate.set()
         assert done == 1_000
         contents = [m.content for m in await session.get_messages()]
         assert sorted(contents) == sorted(f"w{i}" for i in range(1_000))
@@ -210,13 +226,57 @@ async def test_the_next_batch_is_stored_while_the_last_ones_writers_resume() -> 
             await session.add_message(user_message("hello"))
             log.append(f"{session.session_id} resumed")
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(write, a)
-            await backend.waiting.wait()  # a's batch is at the gate
-            tg.start_soon(write, b)
-            await wait_all_tasks_blocked()  # b's message is queued behind it
-            assert log == ["store a"]
-            backend.gate.set()
+        with anyio.fail_after(SETTLE):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(write, a)
+                await backend.waiting.wait()  # a's batch is at the gate
+                tg.start_soon(write, b)
+                await wait_all_tasks_blocked()  # b's message is queued behind it
+                assert log == ["store a"]
+                backend.gate.set()
         # b's batch went to the backend before a (or anyone) resumed.
         assert log[:2] == ["store a", "store b"]
         assert sorted(log[2:]) == ["a resumed", "b resumed"]
+
+
+async def test_a_loop_of_fast_calls_lets_other_tasks_run() -> None:
+    """Buffered appends served without suspending still yield to the event loop."""
+    async with manager_on(InMemoryBackend(), durability="buffered") as memory:
+        session = await memory.create_session("u")
+        ran = 0
+        started, stop = anyio.Event(), anyio.Event()
+
+        async def other() -> None:
+            nonlocal ran
+            started.set()
+            while not stop.is_set():
+                ran += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            with anyio.fail_after(SETTLE):
+                await started.wait()
+            before = ran
+            for i in range(5_000):
+                await session.add_message(user_message(f"m{i}"))
+            during = ran - before
+            stop.set()
+        assert during >= 5_000 // 64
+
+
+@pytest.mark.parametrize("durability", ["buffered", "committed"])
+async def test_a_call_in_a_cancelled_scope_raises_and_changes_nothing(durability: str) -> None:
+    async with manager_on(InMemoryBackend(), durability=durability) as memory:
+        session = await memory.create_session("u")
+        await session.add_message(user_message("kept"))
+        for _ in range(300):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await session.add_message(user_message("cancelled"))
+                raise AssertionError("a call in a cancelled scope returned")
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await session.update_metadata({"cancelled": True})
+        assert [m.content for m in await session.get_messages()] == ["kept"]
+        assert "cancelled" not in session.metadata.metadata

@@ -34,7 +34,7 @@ from langswarm.core.memory.exceptions import (
     SessionOwnershipError,
 )
 from tests.conftest import RedisServer, free_port
-from tests.helpers import backdate, user_message
+from tests.helpers import backdate, passivate_all, user_message
 
 pytestmark = pytest.mark.anyio
 
@@ -99,13 +99,6 @@ async def write_concurrently(
             tg.start_soon(write, session, message)
     return outcomes
 
-
-async def passivate_all(memory: MemoryManager) -> None:
-    """Passivate every idle session now (the manager runs with ``idle_timeout=0``)."""
-    runtime = await memory._ensure()
-    assert runtime.registry is not None
-    await runtime.registry.sweep()
-    assert not runtime.registry.live
 
 
 @pytest.fixture
@@ -475,7 +468,7 @@ class Load:
 async def survive_restart(server: RedisServer, budget: float, *, callers_fail: bool) -> None:
     """50 sessions under committed load through a SIGKILL and restart of their server."""
     with anyio.fail_after(90):
-        async with redis_memory(server.url, {"retry_budget_seconds": budget}) as memory:
+        async with redis_memory(server.url, retry_budget=budget) as memory:
             sessions = [await memory.create_session(f"u{i % 7}", f"s{i}") for i in range(50)]
             load = Load(sessions, writers_per_session=2)
             await load.run(server, warm_after=1_000)
@@ -522,7 +515,7 @@ async def test_restart_beyond_the_retry_budget_fails_callers_cleanly(
 async def test_a_session_works_again_once_its_server_is_back(
     durable_server: RedisServer,
 ) -> None:
-    async with redis_memory(durable_server.url, {"retry_budget_seconds": 0.5}) as memory:
+    async with redis_memory(durable_server.url, retry_budget=0.5) as memory:
         session = await memory.create_session("u", "s")
         await session.add_message(user_message("before"))
         await anyio.to_thread.run_sync(durable_server.kill)

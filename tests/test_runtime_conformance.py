@@ -26,7 +26,7 @@ from langswarm.core.memory.exceptions import (
     SessionNotFoundError,
     SessionOwnershipError,
 )
-from tests.helpers import backdate
+from tests.helpers import backdate, passivate_all
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +57,6 @@ async def memory(make_memory: Factory) -> AsyncIterator[MemoryManager]:
         yield manager
 
 
-async def _passivate_all(memory: MemoryManager) -> None:
-    runtime = await memory._ensure()
-    assert runtime.registry is not None
-    await runtime.registry.sweep()
-    assert not runtime.registry.live
-
 
 async def test_sessions_are_unique_owned_and_found(memory: MemoryManager) -> None:
     created = await memory.create_session("alice", "s1", max_tokens=900, metadata={"app": "x"})
@@ -70,7 +64,7 @@ async def test_sessions_are_unique_owned_and_found(memory: MemoryManager) -> Non
         await memory.create_session("bob", "s1")
     with pytest.raises(SessionOwnershipError):
         await memory.get_or_create_session("bob", "s1")
-    await _passivate_all(memory)
+    await passivate_all(memory)
     found = await memory.get_session("s1", user_id="alice")
     assert found is not None
     assert found.metadata.max_tokens == 900 and found.metadata.metadata == {"app": "x"}
@@ -109,7 +103,7 @@ async def test_metadata_archive_and_delete(memory: MemoryManager) -> None:
     await session.add_message(create_openai_message("user", "hello"))
     await session.update_metadata({"max_messages": 50, "stage": "triage"})
     await session.archive_session()
-    await _passivate_all(memory)
+    await passivate_all(memory)
     reloaded = await memory.get_session("life")
     assert reloaded is not None
     meta = reloaded.metadata

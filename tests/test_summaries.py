@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from langswarm.core.memory import MemoryManager, Message, MessageRole
+from langswarm.core.memory import Message, MessageRole
 from langswarm.core.memory._session import MemorySession
 from langswarm.core.memory._summarizers import ExtractiveSummarizer
 from langswarm.core.memory._windows import window_start
@@ -27,7 +27,7 @@ from langswarm.core.memory.backends.memory import InMemoryBackend
 from langswarm.core.memory.backends.sqlite import SQLiteBackend
 from langswarm.core.memory.exceptions import MemoryError, SummarizationError
 from langswarm.core.memory.interfaces import ConversationSummary, SummaryType
-from tests.helpers import manager_on, user_message
+from tests.helpers import manager_on, passivate_all, user_message
 from tests.test_context import assert_pairs_intact, conversations
 
 pytestmark = pytest.mark.anyio
@@ -157,13 +157,6 @@ async def add_all(session: MemorySession, messages: Sequence[Message]) -> None:
     for message in messages:
         await session.add_message(message)
 
-
-async def passivate_all(memory: MemoryManager) -> None:
-    """Passivate every idle session (the managers here use ``idle_timeout=0``)."""
-    runtime = await memory._ensure()
-    assert runtime.registry is not None
-    await runtime.registry.sweep()
-    assert not runtime.registry.live
 
 
 def key(summary: ConversationSummary) -> tuple[object, ...]:

@@ -82,13 +82,22 @@ async def test_metadata_round_trip(backend: Backend) -> None:
         message_count=3,
         expires_at=T0 + timedelta(days=2),
     )
-    await backend.apply([SessionWrite("s-1", meta=original)])
+    await backend.apply([SessionWrite("s-1", meta=original, messages=texts(3))])
 
     snap = await backend.load_session("s-1", tail=10)
 
     assert snap is not None
     assert snap.meta == original
-    assert (snap.first_seq, snap.next_seq, snap.messages, snap.summaries) == (0, 0, [], [])
+    assert (snap.first_seq, snap.next_seq, snap.summaries) == (0, 3, [])
+
+
+async def test_message_count_is_what_storage_holds(backend: Backend) -> None:
+    """A writer's count may be stale (a batch of its failed); the stored messages decide."""
+    claimed = meta("s")
+    claimed.message_count = 7
+    await backend.apply([SessionWrite("s", meta=claimed, messages=texts(2))])
+    snap = await backend.load_session("s", tail=10)
+    assert snap is not None and snap.meta.message_count == 2
 
 
 async def test_meta_update_replaces_and_keeps_messages(backend: Backend) -> None:
@@ -96,6 +105,7 @@ async def test_meta_update_replaces_and_keeps_messages(backend: Backend) -> None
     changed = meta("s", status=SessionStatus.EXPIRED, updated=5)
     changed.metadata = {"k": "v"}
     changed.expires_at = None
+    changed.message_count = 3
 
     await backend.apply([SessionWrite("s", meta=changed)])
 
@@ -192,6 +202,7 @@ async def test_delete_then_recreate_in_one_batch(backend: Backend) -> None:
         ]
     )
     fresh = meta("s", user_id="new", updated=9)
+    fresh.message_count = 2
 
     await backend.apply(
         [SessionWrite("s", delete=True, meta=fresh, messages=texts(2, prefix="new"))]

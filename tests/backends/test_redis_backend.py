@@ -18,8 +18,10 @@ import pytest
 import redis
 
 from langswarm.core.memory import exceptions
-from langswarm.core.memory.backends.base import SessionWrite
+from langswarm.core.memory._retry import RetryPolicy
+from langswarm.core.memory.backends.base import Backend, SessionWrite
 from langswarm.core.memory.backends.redis import RedisBackend
+from langswarm.core.memory.backends.retrying import RetryingBackend
 from langswarm.core.memory.exceptions import (
     MemoryConfigurationError,
     MemoryConnectionError,
@@ -79,7 +81,7 @@ async def raw(url: str, *command: Any) -> Any:
     return await anyio.to_thread.run_sync(call)
 
 
-async def contents(backend: RedisBackend, session_id: str) -> list[object]:
+async def contents(backend: Backend, session_id: str) -> list[object]:
     snap = await backend.load_session(session_id, tail=10_000)
     assert snap is not None
     return [m.content for m in snap.messages]
@@ -242,7 +244,7 @@ async def test_rediss_url(tls_server: tuple[RedisServer, int, Path]) -> None:
     finally:
         await store.close()
 
-    untrusted = RedisBackend(url=f"rediss://127.0.0.1:{tls_port}/0", retry_budget_seconds=0)
+    untrusted = RedisBackend(url=f"rediss://127.0.0.1:{tls_port}/0")
     with pytest.raises(MemoryConnectionError):
         await anyio.to_thread.run_sync(untrusted.preflight)
     with pytest.raises(MemoryConnectionError):
@@ -421,32 +423,39 @@ def test_preflight_passes_against_a_live_server(redis_url: str) -> None:
     RedisBackend(url=redis_url).preflight(timeout=2.0)
 
 
-async def test_calls_give_up_after_the_retry_budget() -> None:
-    store = RedisBackend(host="127.0.0.1", port=free_port(), retry_budget_seconds=0.5)
+async def test_an_unreachable_server_is_reported_at_once_and_retried_within_a_budget() -> None:
+    """The backend never retries by itself: it says the failure is worth retrying, and the
+    runtime's one retry policy decides how long to (here through ``RetryingBackend``)."""
+    store = RedisBackend(host="127.0.0.1", port=free_port())
+    retrying = RetryingBackend(store, RetryPolicy(budget=0.5))
     try:
-        started = time.monotonic()
         with pytest.raises(MemoryConnectionError):
             await store.open()
-        with pytest.raises(MemoryConnectionError):
+        with pytest.raises(exceptions.TransientBackendError) as transient:
             await store.apply([SessionWrite("s", meta=meta("s"))])
-        assert time.monotonic() - started < 3
+        assert transient.value.unreachable
+        started = time.monotonic()
+        with pytest.raises(MemoryConnectionError, match="kept failing"):
+            await retrying.load_session("s", tail=1)
+        assert 0.4 <= time.monotonic() - started < 3
     finally:
         await store.close()
 
 
 async def test_close_ends_calls_still_retrying() -> None:
-    store = RedisBackend(host="127.0.0.1", port=free_port(), retry_budget_seconds=30)
+    store = RedisBackend(host="127.0.0.1", port=free_port())
+    retrying = RetryingBackend(store, RetryPolicy(budget=30))
     outcome: list[BaseException] = []
 
-    async def write() -> None:
+    async def read() -> None:
         try:
-            await store.apply([SessionWrite("s", meta=meta("s"))])
+            await retrying.load_session("s", tail=1)
         except exceptions.MemoryError as exc:
             outcome.append(exc)
 
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(write)
+            tg.start_soon(read)
             await anyio.sleep(0.3)
             await store.close()
     assert len(outcome) == 1 and "closed" in str(outcome[0])
@@ -476,7 +485,8 @@ def expected(batches: int) -> list[object]:
 
 
 async def test_sigkill_and_restart_lose_nothing_acknowledged(durable_server: RedisServer) -> None:
-    store = RedisBackend(url=durable_server.url, retry_budget_seconds=10)
+    store = RedisBackend(url=durable_server.url)
+    policy = RetryPolicy(budget=10)
     outcomes: dict[int, str] = {}
     warmed_up, restarted = anyio.Event(), anyio.Event()
 
@@ -485,7 +495,7 @@ async def test_sigkill_and_restart_lose_nothing_acknowledged(durable_server: Red
         after_restart = 0
         while after_restart < 3:
             try:
-                await store.apply(batch(number))
+                await policy.run(lambda n=number: store.apply(batch(n)), "a batch")
                 outcomes[number] = "applied"
             except MemoryConnectionError:
                 outcomes[number] = "failed"
@@ -535,9 +545,11 @@ async def test_acknowledged_writes_survive_a_kill_while_idle(durable_server: Red
         await anyio.to_thread.run_sync(durable_server.kill)
         await anyio.to_thread.run_sync(durable_server.start)
 
-        # The pooled connections are dead; the first call reconnects transparently.
+        # The pooled connections are dead: the first call fails as worth retrying, and the
+        # retry reconnects.
+        retrying = RetryingBackend(store, RetryPolicy(budget=5))
         for sid in SESSIONS:
-            assert await contents(store, sid) == expected(3)
-        assert len(await store.list_sessions(limit=None)) == len(SESSIONS)
+            assert await contents(retrying, sid) == expected(3)
+        assert len(await retrying.list_sessions(limit=None)) == len(SESSIONS)
     finally:
         await store.close()

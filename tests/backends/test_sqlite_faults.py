@@ -15,13 +15,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from langswarm.core.memory.backends.base import SessionWrite, TransientBackendError
+from langswarm.core.memory.backends.base import SessionWrite
 from langswarm.core.memory.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
 from langswarm.core.memory.exceptions import (
     MemoryBackendError,
     MemoryConfigurationError,
     MemoryConnectionError,
     MemoryCorruptionError,
+    TransientBackendError,
 )
 from langswarm.core.memory.interfaces import Message, MessageRole, SessionMetadata
 from tests.helpers import hold_write_lock

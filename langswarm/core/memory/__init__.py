@@ -6,6 +6,7 @@ with :func:`initialize_memory` and :class:`MemorySessionContext`, or run a
 :class:`MemoryManager` inside ``async with`` for explicit control of its lifetime.
 """
 
+from ._context import MemorySessionContext as MemorySessionContext
 from ._formats import AnthropicRequest as AnthropicRequest
 from ._formats import create_anthropic_message as create_anthropic_message
 from ._formats import create_openai_message as create_openai_message
@@ -21,7 +22,6 @@ from ._manager import MemoryManager as MemoryManager
 from ._manager import get_global_memory_manager as get_global_memory_manager
 from ._manager import initialize_memory as initialize_memory
 from ._session import MemorySession as MemorySession
-from ._session import MemorySessionContext as MemorySessionContext
 from ._summarizers import AnthropicSummarizer as AnthropicSummarizer
 from ._summarizers import ExtractiveSummarizer as ExtractiveSummarizer
 from ._summarizers import OpenAISummarizer as OpenAISummarizer

@@ -10,8 +10,10 @@ from typing import Any
 import anyio
 
 from ._config import RuntimeSettings, build
-from ._runtime import Runtime, loop_key, start_in_background
+from ._loop import loop_key
+from ._runtime import Runtime, start_in_background
 from ._session import MemorySession
+from ._validate import check_id, check_limit, check_plain, parse_choice
 from .actors.session import SessionActor
 from .backends.base import Backend
 from .exceptions import (
@@ -28,20 +30,6 @@ __all__ = [
     "get_global_memory_manager",
     "initialize_memory",
 ]
-
-_SESSION_OPTIONS = ("max_messages", "max_tokens", "auto_summarize_threshold")
-
-
-def _check_id(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > 512:
-        raise MemoryValidationError(f"{name} must be a non-empty string of at most 512 chars")
-    return value
-
-
-def _check_limit(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-        raise MemoryValidationError(f"{name} must be a positive int or None")
-
 
 class BackendView:
     """``manager.backend``: storage queries that see every write made before them."""
@@ -65,11 +53,9 @@ class BackendView:
         limit: int | None = 100,
     ) -> list[SessionMetadata]:
         """Sessions, most recently updated first, optionally for one user and status."""
-        _check_limit("limit", limit)
-        try:
-            status = None if status is None else SessionStatus(status)
-        except ValueError:
-            raise MemoryValidationError(f"unknown session status {status!r}") from None
+        check_limit("limit", limit)
+        if status is not None:
+            status = parse_choice(SessionStatus, status, "status")
         backend = await self._synced()
         return await backend.list_sessions(user_id=user_id, status=status, limit=limit)
 
@@ -81,8 +67,7 @@ class BackendView:
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session (live or stored) with all its data; False if it did not exist."""
         runtime = await self._manager._ensure()
-        assert runtime.registry is not None
-        return await runtime.registry.delete([_check_id("session_id", session_id)]) > 0
+        return await runtime.registry.delete([check_id("session_id", session_id)]) > 0
 
 
 class MemoryManager:
@@ -101,6 +86,7 @@ class MemoryManager:
         self._starting: anyio.Event | None = None
         self._background: Any = None
         self._structured: anyio.abc.TaskGroup | None = None
+        self._directory = _Directory(self)
         self.backend = BackendView(self)
 
     @classmethod
@@ -109,9 +95,7 @@ class MemoryManager:
     ) -> MemoryManager:
         """Build a manager the way ``initialize_memory`` does, without making it global."""
         backend, settings = build(profile, memory, options)
-        preflight = getattr(backend, "preflight", None)
-        if preflight is not None:
-            preflight()
+        backend.preflight()
         return cls(backend, settings)
 
     @property
@@ -177,7 +161,7 @@ class MemoryManager:
 
     def _retire(self, runtime: Runtime) -> None:
         """Make handles bound to ``runtime``'s actors re-resolve instead of using it."""
-        if runtime.registry is not None:
+        if runtime.running:
             for actor in list(runtime.registry.live.values()):
                 actor.stop()
 
@@ -199,7 +183,6 @@ class MemoryManager:
 
     async def _activate(self, session_id: str) -> SessionActor | None:
         runtime = await self._ensure()
-        assert runtime.registry is not None
         actor, _ = await runtime.registry.lookup(session_id)
         return actor
 
@@ -214,18 +197,16 @@ class MemoryManager:
         auto_summarize_threshold: int | None,
         metadata: dict[str, Any] | None,
     ) -> SessionMetadata:
-        _check_id("user_id", user_id)
+        check_id("user_id", user_id)
         if session_id is not None:
-            _check_id("session_id", session_id)
-        _check_limit("max_messages", max_messages)
-        _check_limit("max_tokens", max_tokens)
-        _check_limit("auto_summarize_threshold", auto_summarize_threshold)
+            check_id("session_id", session_id)
+        check_limit("max_messages", max_messages)
+        check_limit("max_tokens", max_tokens)
+        check_limit("auto_summarize_threshold", auto_summarize_threshold)
         if metadata is not None and not isinstance(metadata, dict):
             raise MemoryValidationError("metadata must be a dict")
-        from .actors.session import _check_serialisable
-
         custom = dict(metadata or {})
-        _check_serialisable(custom)
+        check_plain(custom, "metadata")
         now = datetime.now()
         return SessionMetadata(
             session_id=session_id or f"session_{os.urandom(12).hex()}",
@@ -240,12 +221,9 @@ class MemoryManager:
 
     def _mode(self, durability: Durability | str | None) -> Durability:
         """The acknowledgement mode asked for (checked before anything is created)."""
-        try:
-            return self.durability if durability is None else Durability(durability)
-        except ValueError:
-            raise MemoryValidationError(
-                f"durability must be 'buffered' or 'committed', not {durability!r}"
-            ) from None
+        if durability is None:
+            return self.durability
+        return parse_choice(Durability, durability, "durability")
 
     async def create_session(
         self,
@@ -264,28 +242,27 @@ class MemoryManager:
         )
         mode = self._mode(durability)
         runtime = await self._ensure()
-        assert runtime.registry is not None
         if session_id is None:
-            actor, generation = runtime.registry.new(meta)
+            actor, commit = runtime.registry.new(meta)
         else:
             found, maybe = await runtime.registry.lookup(session_id, create=meta, exclusive=True)
             assert found is not None and maybe is not None
-            actor, generation = found, maybe
-        session = MemorySession(self, actor, mode)
-        await session._settle(generation)
+            actor, commit = found, maybe
+        session = MemorySession(self._directory, actor, mode)
+        await session._settle(commit)
         return session
 
     async def get_session(
         self, session_id: str, user_id: str | None = None
     ) -> MemorySession | None:
         """The session with this id, or ``None``. With ``user_id``, it must be theirs."""
-        _check_id("session_id", session_id)
+        check_id("session_id", session_id)
         actor = await self._activate(session_id)
         if actor is None:
             return None
         if user_id is not None and actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {session_id} belongs to another user")
-        return MemorySession(self, actor, self.durability)
+        return MemorySession(self._directory, actor, self.durability)
 
     async def get_or_create_session(
         self,
@@ -304,20 +281,19 @@ class MemoryManager:
         Concurrent calls for one id all get the same session. The options apply only when the
         session is created.
         """
-        _check_id("user_id", user_id)
+        check_id("user_id", user_id)
         sid = session_id if session_id is not None else f"default:{user_id}"
         meta = self._new_meta(
             user_id, sid, max_messages, max_tokens, auto_summarize_threshold, metadata
         )
         mode = self._mode(durability)
         runtime = await self._ensure()
-        assert runtime.registry is not None
-        actor, generation = await runtime.registry.lookup(sid, create=meta)
+        actor, commit = await runtime.registry.lookup(sid, create=meta)
         assert actor is not None
         if actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {sid} belongs to another user")
-        session = MemorySession(self, actor, mode)
-        await session._settle(generation)
+        session = MemorySession(self._directory, actor, mode)
+        await session._settle(commit)
         return session
 
     async def cleanup_all_sessions(self, max_age_days: float = 30) -> int:
@@ -327,14 +303,12 @@ class MemoryManager:
         if max_age_days < 0:
             raise MemoryValidationError("max_age_days must not be negative")
         runtime = await self._ensure()
-        assert runtime.registry is not None
         cutoff = datetime.now() - timedelta(days=max_age_days)
         return await runtime.registry.delete_idle_since(cutoff)
 
     async def get_system_stats(self) -> dict[str, Any]:
         """Storage totals plus what the runtime is doing right now."""
         runtime = await self._ensure()
-        assert runtime.registry is not None
         await runtime.flusher.barrier()
         usage = await runtime.backend.get_usage_stats()
         total_sessions = int(usage.get("total_sessions", 0))
@@ -357,8 +331,23 @@ class MemoryManager:
             "passivations": registry.passivations,
             "restarts": registry.restarts,
             "expired_sessions": registry.expired,
-            "flusher": runtime.flusher.statistics(),
+            "flusher": runtime.flusher.statistics()._asdict(),
         }
+
+
+class _Directory:
+    """How a manager's session handles find their actors again."""
+
+    __slots__ = ("_manager",)
+
+    def __init__(self, manager: MemoryManager) -> None:
+        self._manager = manager
+
+    async def activate(self, session_id: str) -> SessionActor | None:
+        return await self._manager._activate(session_id)
+
+    async def flush(self) -> None:
+        await self._manager._flush()
 
 
 _global_manager: MemoryManager | None = None

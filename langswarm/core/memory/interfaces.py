@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-import msgpack
-
+from ._content import Kind, kind_of, text_of
+from ._validate import check_plain
 from .exceptions import MemoryValidationError
 
 __all__ = [
@@ -92,8 +92,8 @@ class Message:
     #: The Responses-API item this message was built from, kept verbatim so it round-trips
     #: exactly (``None`` for messages built from the chat or Anthropic formats).
     item: dict[str, Any] | None = None
-    # 0 plain, 1 asks for tools, 2 answers a tool call; derived once, read on hot paths.
-    _kind: int = field(default=0, init=False, repr=False, compare=False)
+    #: Its part in a tool exchange (derived from the fields above).
+    kind: Kind = field(default=Kind.PLAIN, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         role = self.role
@@ -123,85 +123,33 @@ class Message:
             raise MemoryValidationError("token_count must be a non-negative int or None")
         if self.item is not None and not isinstance(self.item, dict):
             raise MemoryValidationError("message item must be a dict or None")
-        if (
-            self.metadata
-            or content.__class__ is list
-            or self.function_call
-            or self.tool_calls
-            or self.item
-        ):
-            _check_plain(self)
-        object.__setattr__(self, "_kind", _classify(self))
+        if self.metadata:
+            check_plain(self.metadata, "message metadata")
+        if content.__class__ is list:
+            check_plain(content, "message content blocks")
+        if self.function_call is not None:
+            check_plain(self.function_call, "message function_call")
+        if self.tool_calls is not None:
+            check_plain(self.tool_calls, "message tool_calls")
+        if self.item is not None:
+            check_plain(self.item, "message item")
+        answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
+        asks = bool(self.tool_calls or self.function_call)
+        object.__setattr__(self, "kind", kind_of(answers, content, asks))
 
     @property
     def has_tool_calls(self) -> bool:
         """True when this assistant message asks for tools (OpenAI or Anthropic style)."""
-        return self._kind == 1
+        return self.kind is Kind.CALL
 
     @property
     def is_tool_result(self) -> bool:
         """True when this message answers a tool call (OpenAI or Anthropic style)."""
-        return self._kind == 2
+        return self.kind is Kind.RESULT
 
     def text(self) -> str:
         """The message's text, with content blocks flattened."""
-        content = self.content
-        if content is None:
-            return ""
-        if isinstance(content, str):
-            return content
-        parts: list[str] = []
-        for block in content:
-            kind = block.get("type")
-            if kind == "text":
-                parts.append(str(block.get("text", "")))
-            elif kind == "tool_result":
-                inner = block.get("content")
-                if isinstance(inner, list):
-                    parts.extend(str(b.get("text", "")) for b in inner if b.get("type") == "text")
-                elif inner is not None:
-                    parts.append(str(inner))
-        return "\n".join(parts)
-
-    def with_token_count(self, count: int) -> Message:
-        """A copy of this message carrying ``count``."""
-        return replace(self, token_count=count)
-
-
-def _check_plain(message: Message) -> None:
-    """Structured parts must be plain data (what msgpack stores), or nothing is stored."""
-    try:
-        msgpack.packb(
-            (
-                message.metadata,
-                message.content,
-                message.function_call,
-                message.tool_calls,
-                message.item,
-            ),
-            use_bin_type=True,
-        )
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise MemoryValidationError(
-            "message content blocks, metadata and tool calls must be plain data "
-            f"(str, numbers, bools, None, lists, dicts): {exc}"
-        ) from None
-
-
-def _classify(message: Message) -> int:
-    role = message.role
-    content = message.content
-    if role is MessageRole.TOOL or role is MessageRole.FUNCTION:
-        return 2
-    if isinstance(content, list) and content:
-        kinds = [block.get("type") if isinstance(block, dict) else None for block in content]
-        if "tool_result" in kinds:
-            return 2
-        if "tool_use" in kinds:
-            return 1
-    if message.tool_calls or message.function_call:
-        return 1
-    return 0
+        return text_of(self.content)
 
 
 @dataclass(slots=True)

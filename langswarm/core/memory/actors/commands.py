@@ -1,45 +1,67 @@
-"""The closed set of commands a session actor understands."""
+"""The closed set of commands a session actor understands, each typed by its result."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Generic, TypeVar
 
 from ..interfaces import ConversationSummary, Message, MessageRole, SummaryType
+from .flusher import Commit
+from .mailbox import Reply
 
 __all__ = [
+    "LATER",
     "Append",
     "Archive",
     "Command",
     "Context",
     "CreateSummary",
-    "Crash",
     "Delete",
     "GetMessages",
     "GetSummaries",
-    "Snapshot",
-    "Stop",
     "SummaryDone",
     "UpdateMeta",
 ]
 
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Command(Generic[R_co]):
+    """A request to a session actor whose answer is an ``R_co``."""
+
+    __slots__ = ()
+
+
+class Later:
+    """What a synchronous handler answers when its command must wait for the actor's task."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+LATER: Final = Later()
+
 
 @dataclass(frozen=True, slots=True)
-class Append:
+class Append(Command[Commit]):
+    """Add messages at the end, as one unit; answered with the batch that will store them."""
+
     messages: Sequence[Message]
 
 
 @dataclass(frozen=True, slots=True)
-class GetMessages:
+class GetMessages(Command[list[Message]]):
     limit: int | None = None
     since: datetime | None = None
     roles: frozenset[MessageRole] | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
+class Context(Command[list[Message]]):
     """A budgeted window: newest messages first, tool calls kept with their results."""
 
     max_tokens: int | None
@@ -47,65 +69,38 @@ class Context:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateMeta:
-    updates: dict[str, Any]
+class UpdateMeta(Command[Commit]):
+    """Change the session's settings and merge the rest into its application metadata."""
+
+    config: dict[str, int | None]
+    custom: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Archive:
+class Archive(Command[Commit]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(Command[Commit]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class GetSummaries:
-    pass
+class GetSummaries(Command[Reply[list[ConversationSummary]]]):
+    """The summaries, once any summary being made has landed."""
 
 
 @dataclass(frozen=True, slots=True)
-class CreateSummary:
+class CreateSummary(Command[Reply[tuple[ConversationSummary, Commit | None]]]):
+    """Summarise everything so far (after a summary in progress, if any)."""
+
     summary_type: SummaryType = SummaryType.MANUAL
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Passivate: finish queued commands, then stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Crash:
-    """Break the actor's invariants on purpose (supervision tests and drills)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SummaryDone:
+class SummaryDone(Command[None]):
     """Internal: a summary task finished (``summary`` is ``None`` when it failed)."""
 
     summary: ConversationSummary | None
     error: BaseException | None
-    trigger_seq: int
-
-
-Command = (
-    Append
-    | GetMessages
-    | Context
-    | UpdateMeta
-    | Archive
-    | Delete
-    | GetSummaries
-    | CreateSummary
-    | Snapshot
-    | Stop
-    | Crash
-    | SummaryDone
-)

@@ -1,29 +1,37 @@
 """Write-behind persistence: one flusher per backend, batching every session's writes.
 
-Session actors hand the flusher small write operations and carry on. The flusher runs as
-soon as it is free: it cuts everything pending into one batch (one :class:`SessionWrite` per
-session, in order), applies it in one backend call, and resolves the batch's
-:class:`Generation`, which callers in ``committed`` mode are waiting on. A lone writer thus
-waits for one commit and many concurrent writers share each commit (group commit), with no
-timer on the critical path.
+Session actors hand the flusher their writes and carry on; the flusher folds them, as they
+arrive, into one :class:`SessionWrite` per session. It runs as soon as it is free: it cuts
+everything pending into one batch, applies it in one backend call, and resolves the batch's
+:class:`Commit`, which callers in ``committed`` mode are waiting on. A lone writer thus waits
+for one commit and many concurrent writers share each commit (group commit), with no timer
+on the critical path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
-from ..backends.base import Backend, SessionWrite, TransientBackendError
-from ..exceptions import MemoryBackendError, MemoryCorruptionError, MemoryError
+from .._retry import RetryPolicy
+from ..backends.base import Backend, SessionWrite
+from ..exceptions import (
+    MemoryBackendError,
+    MemoryCorruptionError,
+    MemoryError,
+    MemoryOverloadError,
+    TransientBackendError,
+)
 from ..interfaces import ConversationSummary, Message, SessionMetadata
 
-__all__ = ["Flusher", "Generation", "MetaSource", "RetryPolicy"]
+__all__ = ["Commit", "Flusher", "FlusherStatistics", "MetaSource"]
 
 log = logging.getLogger("langswarm.memory")
 
@@ -34,28 +42,8 @@ class MetaSource(Protocol):
     def meta_snapshot(self) -> SessionMetadata: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff for transient backend errors, within a total time budget."""
-
-    budget: float = 10.0
-    base: float = 0.01
-    cap: float = 0.5
-
-    def delays(self) -> list[float]:
-        delays: list[float] = []
-        delay, total = self.base, 0.0
-        while total + delay <= self.budget:
-            delays.append(delay)
-            total += delay
-            delay = min(delay * 2, self.cap)
-        if total < self.budget:
-            delays.append(self.budget - total)
-        return delays
-
-
-class Generation:
-    """One batch's outcome, shared by every write that went into it.
+class Commit:
+    """The outcome of storing one batch, shared by every write that went into it.
 
     A batch fails as a whole, or (when the backend names them) for some sessions only.
     """
@@ -67,14 +55,15 @@ class Generation:
         self.error: BaseException | None = None
         self.failed: frozenset[str] | None = None  # None: the error, if any, hit everyone
 
-    def committed_for(self, session_id: str) -> bool:
-        if not self._done.is_set():
-            return False
-        return self.error is None or (self.failed is not None and session_id not in self.failed)
+    def _error_for(self, session_id: str | None) -> BaseException | None:
+        if self.error is not None and (
+            self.failed is None or session_id is None or session_id in self.failed
+        ):
+            return self.error
+        return None
 
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
+    def committed_for(self, session_id: str) -> bool:
+        return self._done.is_set() and self._error_for(session_id) is None
 
     def resolve(
         self, error: BaseException | None = None, failed: frozenset[str] | None = None
@@ -82,46 +71,27 @@ class Generation:
         self.error, self.failed = error, failed
         self._done.set()
 
-    async def wait(self, session_id: str | None = None) -> None:
-        """Return once the batch committed (for ``session_id``); raise its error if not."""
-        await self._done.wait()
-        if self.error is not None and (
-            self.failed is None or session_id is None or session_id in self.failed
-        ):
-            raise self.error
+    async def wait(self, session_id: str | None = None, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Return once the batch committed (for ``session_id``); raise its error if not, or
+        ``MemoryOverloadError`` after ``timeout`` seconds (the write may still be stored)."""
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            await self._done.wait()
+        if not self._done.is_set():
+            raise MemoryOverloadError(
+                f"the write was not confirmed within {timeout} s; storage is stalled (it may "
+                "still be stored)"
+            )
+        error = self._error_for(session_id)
+        if error is not None:
+            raise error
 
 
-# Operation tags; an op is a tuple (tag, session_id, payload).
-APPEND, TOUCH, TRIM, SUMMARY, DELETE = range(5)
-Op = tuple[int, str, Any]
-
-
-def coalesce(ops: Sequence[Op], metas: dict[str, MetaSource]) -> list[SessionWrite]:
-    """Fold an ordered op list into one :class:`SessionWrite` per session."""
-    writes: dict[str, SessionWrite] = {}
-    for tag, sid, payload in ops:
-        write = writes.get(sid)
-        if write is None or tag == DELETE:
-            write = writes[sid] = SessionWrite(session_id=sid, delete=tag == DELETE)
-            if tag == DELETE:
-                continue
-        if tag == APPEND:
-            first_seq, messages = payload
-            if not write.messages:
-                write.first_seq = first_seq
-            write.messages.extend(messages)
-        elif tag == TOUCH:
-            write.meta = payload  # placeholder; replaced by the owner's snapshot below
-        elif tag == TRIM:
-            write.trim_before = max(write.trim_before or 0, payload)
-        elif tag == SUMMARY:
-            write.summaries.append(payload)
-    for sid, write in writes.items():
-        if write.meta is not None or write.messages:
-            source = metas.get(sid)
-            if source is not None:
-                write.meta = source.meta_snapshot()
-    return list(writes.values())
+class FlusherStatistics(NamedTuple):
+    pending: int  # writes queued or being stored
+    capacity: int  # writes held before writers wait
+    batches: int  # batches applied (or failed) so far
+    persisted_ops: int  # writes stored so far
+    last_error: str | None  # the latest batch failure, if any
 
 
 class Flusher:
@@ -141,11 +111,11 @@ class Flusher:
         self.retry = retry or RetryPolicy()
         self.on_failure = on_failure
         self.shutdown_grace = shutdown_grace
-        self._ops: list[Op] = []
-        self._metas: dict[str, MetaSource] = {}
-        self._queued = 0  # messages (and other ops) not yet cut into a batch
-        self._generation = Generation()
-        self._inflight_batch: _Batch | None = None  # the batch being written, if any
+        self._writes: dict[str, SessionWrite] = {}  # per session, in arrival order
+        self._sources: dict[str, MetaSource] = {}  # sessions whose metadata the batch stores
+        self._queued = 0  # writes not yet cut into a batch
+        self._commit = Commit()
+        self._inflight: _Batch | None = None
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._space.set()
@@ -160,64 +130,76 @@ class Flusher:
         return pending + n <= self.capacity or pending == 0
 
     async def wait_for_space(self, n: int = 1) -> None:
-        """Block until ``n`` more items fit (backpressure)."""
+        """Block until ``n`` more writes fit (backpressure)."""
         while not self.has_space(n):
             if self._space.is_set():
                 self._space = anyio.Event()
             await self._space.wait()
 
-    def push(self, op: Op, weight: int = 1, meta: MetaSource | None = None) -> Generation:
-        """Queue ``op``; callers check :meth:`has_space` first. Returns its batch."""
-        self._ops.append(op)
-        if meta is not None:
-            self._metas[op[1]] = meta
+    def _write(self, sid: str, weight: int) -> SessionWrite:
+        write = self._writes.get(sid)
+        if write is None:
+            write = self._writes[sid] = SessionWrite(session_id=sid)
         self._queued += weight
         if not self._wake.is_set():
             self._wake.set()
-        return self._generation
+        return write
 
     def append(
-        self, sid: str, first_seq: int, messages: list[Message], meta: MetaSource
-    ) -> Generation:
-        return self.push((APPEND, sid, (first_seq, messages)), len(messages), meta)
+        self, sid: str, first_seq: int, messages: Sequence[Message], meta: MetaSource
+    ) -> Commit:
+        """Queue messages stored from ``first_seq`` on (callers check :meth:`has_space`)."""
+        write = self._write(sid, len(messages))
+        if not write.messages:
+            write.first_seq = first_seq
+        write.messages.extend(messages)
+        self._sources[sid] = meta
+        return self._commit
 
-    def touch(self, sid: str, meta: MetaSource) -> Generation:
-        return self.push((TOUCH, sid, True), 1, meta)
+    def touch(self, sid: str, meta: MetaSource) -> Commit:
+        """Queue storing the session's metadata as it is when the batch is cut."""
+        self._write(sid, 1)
+        self._sources[sid] = meta
+        return self._commit
 
-    def trim(self, sid: str, before: int) -> Generation:
-        return self.push((TRIM, sid, before))
+    def trim(self, sid: str, before: int) -> Commit:
+        write = self._write(sid, 1)
+        write.trim_before = max(write.trim_before or 0, before)
+        return self._commit
 
-    def summary(self, sid: str, summary: ConversationSummary) -> Generation:
-        return self.push((SUMMARY, sid, summary))
+    def summary(self, sid: str, summary: ConversationSummary) -> Commit:
+        self._write(sid, 1).summaries.append(summary)
+        return self._commit
 
-    def delete(self, sid: str) -> Generation:
-        return self.push((DELETE, sid, None))
+    def delete(self, sid: str) -> Commit:
+        """Queue deleting the session: earlier queued writes to it are moot."""
+        self._write(sid, 1)
+        self._writes[sid] = SessionWrite(session_id=sid, delete=True)
+        self._sources.pop(sid, None)
+        return self._commit
 
     @property
     def pending(self) -> int:
-        """Messages (and other ops) queued or being stored, for backpressure."""
-        batch = self._inflight_batch
+        """Writes queued or being stored, for backpressure."""
+        batch = self._inflight
         return self._queued + (batch.weight if batch is not None else 0)
 
     async def barrier(self) -> None:
         """Return once everything queued before this call is applied (errors included)."""
-        if self._ops:
-            generation = self._generation
-        elif self._inflight_batch is not None:
-            generation = self._inflight_batch.generation
+        if self._writes:
+            commit = self._commit
+        elif self._inflight is not None:
+            commit = self._inflight.commit
         else:
             return
         with contextlib.suppress(MemoryError):
-            await generation.wait()
+            await commit.wait()
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending,
-            "capacity": self.capacity,
-            "batches": self.batches,
-            "persisted_ops": self.persisted_ops,
-            "last_error": None if self.last_error is None else str(self.last_error),
-        }
+    def statistics(self) -> FlusherStatistics:
+        error = None if self.last_error is None else str(self.last_error)
+        return FlusherStatistics(
+            self.pending, self.capacity, self.batches, self.persisted_ops, error
+        )
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -226,7 +208,7 @@ class Flusher:
         try:
             task_status.started()
             while True:
-                if not self._ops:
+                if not self._writes:
                     await self._wake.wait()
                     self._wake = anyio.Event()
                 await self.flush_once()
@@ -235,10 +217,10 @@ class Flusher:
                 # asyncio.run() ends with a native Task.cancel(), which anyio's shield does
                 # not hold off: a batch interrupted that way is finished here first (applying
                 # is idempotent), then whatever was queued after it.
-                interrupted = self._inflight_batch
+                interrupted = self._inflight
                 if interrupted is not None:
-                    self._finish(interrupted, await self._apply_with_retry(interrupted))
-                while self._ops:
+                    self._finish(interrupted, await self._store(interrupted))
+                while self._writes:
                     await self.flush_once()
 
     async def flush_once(self) -> None:
@@ -250,24 +232,29 @@ class Flusher:
         """
         batch = self._start()
         while batch is not None:
-            error = await self._apply_with_retry(batch)
+            error = await self._store(batch)
             following = self._start() if error is None else None
             self._finish(batch, error)
             batch = following or self._start()
 
     def _start(self) -> _Batch | None:
         """Cut everything pending into a batch and start storing it."""
-        if not self._ops:
+        if not self._writes:
             return None
-        ops, metas, self._ops, self._metas = self._ops, self._metas, [], {}
-        batch = _Batch(ops, coalesce(ops, metas), self._queued, self._generation)
-        self._generation = Generation()
+        writes, sources = self._writes, self._sources
+        self._writes, self._sources = {}, {}
+        for sid, write in writes.items():
+            source = sources.get(sid)
+            if source is not None:
+                write.meta = source.meta_snapshot()
+        batch = _Batch(list(writes.values()), self._queued, self._commit)
+        self._commit = Commit()
         self._queued = 0
         try:
             batch.attempt = self.backend.apply(batch.writes)
         except Exception as exc:  # surfaces from the retry loop like any failed attempt
             batch.attempt = _raise(exc)
-        self._inflight_batch = batch
+        self._inflight = batch
         return batch
 
     def _finish(self, batch: _Batch, error: BaseException | None) -> None:
@@ -275,7 +262,7 @@ class Flusher:
         self.batches += 1
         failed: frozenset[str] | None = None
         if error is None:
-            self.persisted_ops += len(batch.ops)
+            self.persisted_ops += batch.weight
         else:
             self.last_error = error
             if isinstance(error, MemoryCorruptionError) and error.session_ids:
@@ -284,32 +271,30 @@ class Flusher:
             log.error("memory flush failed for %d sessions: %s", len(affected), error)
             if self.on_failure is not None:
                 self.on_failure(affected, error)
-        batch.generation.resolve(error, failed)
-        if self._inflight_batch is batch:
-            self._inflight_batch = None
+        batch.commit.resolve(error, failed)
+        if self._inflight is batch:
+            self._inflight = None
         if not self._space.is_set() and self.has_space():
             self._space.set()
 
-    async def _apply_with_retry(self, batch: _Batch) -> BaseException | None:
+    async def _store(self, batch: _Batch) -> BaseException | None:
         """Await the batch's first attempt, retrying transient failures; shielded."""
         with anyio.CancelScope(shield=True):
-            error = await self._store(batch)
-        return error
+            return await self._attempts(batch)
+        raise AssertionError("unreachable: a shielded scope is not cancelled")
 
-    async def _store(self, batch: _Batch) -> BaseException | None:
-        delays = iter(self.retry.delays())
+    async def _attempts(self, batch: _Batch) -> BaseException | None:
+        """The batch's outcome: ``None`` once stored, else the error that ended the retries."""
+        backoff = self.retry.start()
         while True:
             attempt, batch.attempt = batch.attempt, None
             try:
                 await (attempt if attempt is not None else self.backend.apply(batch.writes))
                 return None
             except TransientBackendError as exc:
-                delay = next(delays, None)
+                delay = backoff.next_delay()
                 if delay is None:
-                    return MemoryBackendError(
-                        f"{self.backend.name} backend kept failing for "
-                        f"{self.retry.budget:g} s: {exc}"
-                    )
+                    return backoff.exhausted(f"the {self.backend.name} backend", exc)
                 await anyio.sleep(delay)
             except MemoryError as exc:
                 return exc
@@ -319,12 +304,11 @@ class Flusher:
 
 @dataclass(slots=True)
 class _Batch:
-    """A cut batch: its ops, the writes they fold into, and the attempt under way."""
+    """A cut batch: the writes it stores, their weight, its commit and the attempt under way."""
 
-    ops: list[Op]
     writes: list[SessionWrite]
     weight: int
-    generation: Generation
+    commit: Commit
     attempt: Awaitable[None] | None = None
 
 

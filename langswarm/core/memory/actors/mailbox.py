@@ -1,4 +1,4 @@
-"""Bounded mailboxes with ``call`` (ask and wait) and ``cast`` (tell and go).
+"""Bounded mailboxes with ``call`` (ask and wait) and ``cast`` (tell and go), and reply slots.
 
 A command accepted into a mailbox is always handled, even if the caller that sent it is
 cancelled while waiting for the reply: the reply slot is simply dropped. A caller cancelled
@@ -8,49 +8,70 @@ while blocked on a full mailbox sent nothing, so its command has no effect.
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..exceptions import MemoryOverloadError
 
-__all__ = ["ActorStopped", "Envelope", "Mailbox", "Reply"]
+__all__ = ["ActorStopped", "Envelope", "Mailbox", "MailboxStatistics", "Reply"]
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 class ActorStopped(Exception):
-    """Raised inside the runtime when a mailbox's actor has stopped; callers retry elsewhere."""
+    """Inside the runtime only: the actor has stopped; the caller re-resolves the session."""
 
 
-class Reply:
-    """A single-use reply slot shared by a caller and the actor handling its command."""
+class Reply(Generic[T]):
+    """A single-use answer slot shared by whoever waits for it and whoever fills it."""
 
-    __slots__ = ("_done", "_error", "_value")
+    __slots__ = ("_error", "_event", "_set", "_value")
 
     def __init__(self) -> None:
-        self._done = anyio.Event()
+        self._event: anyio.Event | None = None
+        self._set = False
         self._value: Any = None
         self._error: BaseException | None = None
 
-    def set_result(self, value: Any) -> None:
+    @classmethod
+    def of(cls, value: T) -> Reply[T]:
+        """A reply already holding ``value``."""
+        reply: Reply[T] = cls()
+        reply.set_result(value)
+        return reply
+
+    def set_result(self, value: T) -> None:
         self._value = value
-        self._done.set()
+        self._resolve()
 
     def set_error(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
+        self._resolve()
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
+    def _resolve(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
 
-    async def wait(self) -> Any:
-        await self._done.wait()
+    async def wait(self, timeout: float | None = None) -> T:  # noqa: ASYNC109
+        """The value (or raise the error), waiting at most ``timeout`` seconds for it."""
+        if not self._set:
+            if self._event is None:
+                self._event = anyio.Event()
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await self._event.wait()
+            if not self._set:
+                raise MemoryOverloadError(
+                    f"no answer within {timeout} s; the session is overloaded or its backend "
+                    "is stalled"
+                )
         if self._error is not None:
             raise self._error
-        return self._value
+        value: T = self._value
+        return value
 
 
 class Envelope(Generic[C]):
@@ -58,37 +79,44 @@ class Envelope(Generic[C]):
 
     __slots__ = ("command", "reply")
 
-    def __init__(self, command: C, reply: Reply | None) -> None:
+    def __init__(self, command: C, reply: Reply[Any] | None) -> None:
         self.command = command
         self.reply = reply
+
+
+class MailboxStatistics(NamedTuple):
+    buffered: int  # envelopes waiting to be handled
+    capacity: int  # envelopes the mailbox holds before senders wait
+    waiting_senders: int  # callers blocked on a full mailbox
 
 
 class Mailbox(Generic[C]):
     """A bounded anyio memory object stream of envelopes."""
 
+    __slots__ = ("_receive", "_send")
+
     def __init__(self, capacity: int) -> None:
         send, receive = anyio.create_memory_object_stream[Envelope[C]](capacity)
         self._send: MemoryObjectSendStream[Envelope[C]] = send
-        self.receive: MemoryObjectReceiveStream[Envelope[C]] = receive
+        self._receive: MemoryObjectReceiveStream[Envelope[C]] = receive
 
-    @property
-    def empty(self) -> bool:
-        return self._send.statistics().current_buffer_used == 0
-
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> MailboxStatistics:
         stats = self._send.statistics()
-        return {
-            "buffered": stats.current_buffer_used,
-            "capacity": int(stats.max_buffer_size),
-            "waiting_senders": stats.tasks_waiting_send,
-        }
+        return MailboxStatistics(
+            stats.current_buffer_used, int(stats.max_buffer_size), stats.tasks_waiting_send
+        )
 
     async def call(self, command: C, timeout: float | None) -> Any:  # noqa: ASYNC109
         """Send ``command`` and wait for its reply, at most ``timeout`` seconds in all."""
-        reply = Reply()
+        reply: Reply[Any] = Reply()
+        envelope = Envelope(command, reply)
         with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
             try:
-                await self._send.send(Envelope(command, reply))
+                # Handed over without yielding first when there is room: the actor's task
+                # retires an empty mailbox, and must not do so between our check and send.
+                self._send.send_nowait(envelope)
+            except anyio.WouldBlock:
+                await self._send.send(envelope)  # full: the task is busy and stays
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 raise ActorStopped from None
             return await reply.wait()
@@ -97,21 +125,33 @@ class Mailbox(Generic[C]):
             f"no reply within {timeout} s; the session is overloaded or its backend is stalled"
         )
 
-    async def cast(self, command: C) -> None:
-        """Send ``command`` without waiting for it to be handled."""
-        try:
-            await self._send.send(Envelope(command, None))
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise ActorStopped from None
-
     def cast_nowait(self, command: C) -> bool:
-        """Send ``command`` if there is room; return whether it was sent."""
+        """Send ``command`` without waiting for it, if there is room; say whether it was sent."""
         try:
             self._send.send_nowait(Envelope(command, None))
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             return False
         return True
 
-    def close(self) -> None:
-        """Refuse further commands; the actor still drains what is queued."""
+    def take_nowait(self) -> Envelope[C] | None:
+        """The next envelope, or ``None`` when none is queued (or the mailbox is closed)."""
+        try:
+            return self._receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    async def take(self) -> Envelope[C] | None:
+        """The next envelope, waiting for one; ``None`` once the mailbox is closed."""
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    def close(self) -> list[Envelope[C]]:
+        """Refuse further commands and return those still queued."""
         self._send.close()
+        left: list[Envelope[C]] = []
+        while (envelope := self.take_nowait()) is not None:
+            left.append(envelope)
+        self._receive.close()
+        return left

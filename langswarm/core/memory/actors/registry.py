@@ -16,13 +16,14 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._config import RuntimeSettings
 from ..backends.base import Backend, SessionSnapshot
 from ..exceptions import SessionExistsError
 from ..interfaces import SessionMetadata, Summarizer
 from . import commands as c
-from .flusher import Flusher, Generation
-from .session import ActorHost, ActorSettings, SessionActor
-from .supervisor import RestartPolicy, supervise
+from .flusher import Commit, Flusher
+from .session import Phase, SessionActor
+from .supervisor import supervise
 
 __all__ = ["Registry", "choose_passivations"]
 
@@ -32,12 +33,10 @@ log = logging.getLogger("langswarm.memory")
 class _Loading:
     """Placeholder for a session being activated."""
 
-    __slots__ = ("actor", "done", "error")
+    __slots__ = ("done",)
 
     def __init__(self) -> None:
         self.done = anyio.Event()
-        self.actor: SessionActor | None = None
-        self.error: BaseException | None = None
 
 
 def choose_passivations(
@@ -45,13 +44,9 @@ def choose_passivations(
 ) -> list[SessionActor]:
     """Which actors to passivate: idle ones, then the least recently used beyond the cap.
 
-    Busy actors, actors with queued commands and actors with a summary in progress stay.
+    Actors with queued commands or a summary in progress stay.
     """
-    quiet = [
-        a
-        for a in actors
-        if not a.busy and a.mailbox.empty and not a._summarizing and a.failed is None
-    ]
+    quiet = [a for a in actors if a.idle]
     chosen = {id(a): a for a in quiet if now - a.last_active >= idle_timeout}
     excess = len(actors) - len(chosen) - max_live
     if excess > 0:
@@ -64,33 +59,22 @@ def choose_passivations(
     return list(chosen.values())
 
 
-class Registry(ActorHost):
-    """Owns the live session actors of one runtime."""
+class Registry:
+    """Owns the live session actors of one runtime (and is their ``ActorHost``)."""
 
     def __init__(
         self,
-        *,
         backend: Backend,
         flusher: Flusher,
-        settings: ActorSettings,
+        settings: RuntimeSettings,
         summarizer: Summarizer,
-        restart_policy: RestartPolicy,
         task_group: TaskGroup,
-        idle_timeout: float,
-        max_live_sessions: int,
-        ttl_seconds: float | None,
-        sweep_interval: float,
     ) -> None:
         self.backend = backend
         self.flusher = flusher
         self.settings = settings
         self.summarizer = summarizer
-        self.restart_policy = restart_policy
         self._tg = task_group
-        self.idle_timeout = idle_timeout
-        self.max_live_sessions = max_live_sessions
-        self.ttl_seconds = ttl_seconds
-        self.sweep_interval = sweep_interval
         self.live: dict[str, SessionActor] = {}
         self._loading: dict[str, _Loading] = {}
         self._wake = anyio.Event()
@@ -104,39 +88,37 @@ class Registry(ActorHost):
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         self._tg.start_soon(fn, *args)
 
+    def serve(self, actor: SessionActor) -> None:
+        settings = self.settings
+        self._tg.start_soon(
+            supervise, actor, settings.max_restarts, settings.restart_period, self._count_restart
+        )
+
     def on_stopped(self, actor: SessionActor) -> None:
         if self.live.get(actor.session_id) is actor:
             del self.live[actor.session_id]
+
+    def _count_restart(self) -> None:
+        self.restarts += 1
 
     # -- activation -----------------------------------------------------------------------
 
     def _start(self, snapshot: SessionSnapshot) -> SessionActor:
         actor = SessionActor(snapshot, self)
         self.live[actor.session_id] = actor
-        self._tg.start_soon(self._supervise, actor)
         self.activations += 1
-        if len(self.live) > self.max_live_sessions and not self._wake.is_set():
+        if len(self.live) > self.settings.max_live_sessions and not self._wake.is_set():
             self._wake.set()
         return actor
 
-    def _count_restart(self) -> None:
-        self.restarts += 1
-
-    async def _supervise(self, actor: SessionActor) -> None:
-        await supervise(actor, self.restart_policy, self._count_restart)
-        if not actor.stopped and actor.failed is None:
-            actor.stop()
-        if actor.failed is None:
-            self.on_stopped(actor)
-
-    def new(self, meta: SessionMetadata) -> tuple[SessionActor, Generation]:
+    def new(self, meta: SessionMetadata) -> tuple[SessionActor, Commit]:
         """Start a brand-new session known not to exist (a fresh random id)."""
         actor = self._start(SessionSnapshot(meta, [], 0, 0, []))
         return actor, self.flusher.touch(meta.session_id, actor)
 
     async def lookup(
         self, session_id: str, create: SessionMetadata | None = None, exclusive: bool = False
-    ) -> tuple[SessionActor | None, Generation | None]:
+    ) -> tuple[SessionActor | None, Commit | None]:
         """The live actor for ``session_id``, activating it from storage if needed.
 
         With ``create``, a missing session is created from that metadata (and the creating
@@ -144,7 +126,7 @@ class Registry(ActorHost):
         """
         while True:
             actor = self.live.get(session_id)
-            if actor is not None and not actor.stopped:
+            if actor is not None and actor.phase is not Phase.STOPPED:
                 if exclusive:
                     raise SessionExistsError(f"session {session_id} already exists")
                 return actor, None
@@ -153,33 +135,32 @@ class Registry(ActorHost):
                 break
             await loading.done.wait()
         loading = self._loading[session_id] = _Loading()
-        generation: Generation | None = None
         try:
-            if self.flusher.pending:
-                await self.flusher.barrier()
-            snapshot = await self.backend.load_session(session_id, tail=self.settings.tail_size)
-            if snapshot is not None and self._expired(snapshot.meta, datetime.now()):
-                await self.backend.delete_sessions([session_id])
-                snapshot = None
-            if snapshot is not None:
-                if exclusive:
-                    raise SessionExistsError(f"session {session_id} already exists")
-                actor = self._start(snapshot)
-            elif create is not None:
-                actor, generation = self.new(create)
-            loading.actor = actor
-            return actor, generation
-        except BaseException as exc:
-            loading.error = exc
-            raise
+            return await self._activate(session_id, create, exclusive)
         finally:
             del self._loading[session_id]
             loading.done.set()
 
+    async def _activate(
+        self, session_id: str, create: SessionMetadata | None, exclusive: bool
+    ) -> tuple[SessionActor | None, Commit | None]:
+        if self.flusher.pending:
+            await self.flusher.barrier()
+        snapshot = await self.backend.load_session(session_id, tail=self.settings.tail_size)
+        if snapshot is not None and self._expired(snapshot.meta, datetime.now()):
+            await self.backend.delete_sessions([session_id])
+            snapshot = None
+        if snapshot is not None:
+            if exclusive:
+                raise SessionExistsError(f"session {session_id} already exists")
+            return self._start(snapshot), None
+        if create is not None:
+            return self.new(create)
+        return None, None
+
     def _expired(self, meta: SessionMetadata, now: datetime) -> bool:
-        return self.ttl_seconds is not None and (
-            meta.updated_at + timedelta(seconds=self.ttl_seconds) <= now
-        )
+        ttl = self.settings.ttl_seconds
+        return ttl is not None and meta.updated_at + timedelta(seconds=ttl) <= now
 
     async def delete(self, session_ids: Sequence[str]) -> int:
         """Delete sessions, live or stored; return how many existed."""
@@ -187,8 +168,8 @@ class Registry(ActorHost):
         existed = 0
         for sid in session_ids:
             actor = self.live.get(sid)
-            if actor is not None and not actor.stopped:
-                await actor.call(c.Delete())
+            if actor is not None and actor.phase is Phase.ACTIVE:
+                await actor.ask(c.Delete())
                 existed += 1
         await self.flusher.barrier()
         stored = [sid for sid in session_ids if sid not in self.live]
@@ -201,7 +182,7 @@ class Registry(ActorHost):
         """Passivate idle and excess actors and expire sessions, until cancelled."""
         task_status.started()
         while True:
-            with anyio.move_on_after(self.sweep_interval):
+            with anyio.move_on_after(self.settings.sweep_interval):
                 await self._wake.wait()
             self._wake = anyio.Event()
             try:
@@ -211,30 +192,21 @@ class Registry(ActorHost):
 
     async def sweep(self) -> None:
         now = anyio.current_time()
+        settings = self.settings
         chosen = choose_passivations(
-            list(self.live.values()), now, self.idle_timeout, self.max_live_sessions
+            list(self.live.values()), now, settings.idle_timeout, settings.max_live_sessions
         )
-        if self.ttl_seconds is not None:
-            await self._expire()
+        if settings.ttl_seconds is not None:
+            cutoff = datetime.now() - timedelta(seconds=settings.ttl_seconds)
+            self.expired += await self.delete_idle_since(cutoff)
         if not chosen:
             return
         await self.flusher.barrier()
         for actor in chosen:
             # Skip actors that became active while the flusher drained.
-            if (
-                actor.last_active <= now
-                and not actor.busy
-                and actor.mailbox.empty
-                and all(g.committed_for(actor.session_id) for _, g in actor._unpersisted)
-            ):
+            if actor.last_active <= now and actor.idle and actor.saved:
                 actor.stop()
-                self.on_stopped(actor)
                 self.passivations += 1
-
-    async def _expire(self) -> None:
-        assert self.ttl_seconds is not None
-        cutoff = datetime.now() - timedelta(seconds=self.ttl_seconds)
-        self.expired += await self.delete_idle_since(cutoff)
 
     async def delete_idle_since(self, cutoff: datetime) -> int:
         """Delete every session (live or stored) not updated since ``cutoff``.

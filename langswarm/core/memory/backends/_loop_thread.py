@@ -16,33 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-import sniffio
 
+from .._loop import host_waker
 from ..exceptions import MemoryBackendError
 
 __all__ = ["LoopThread"]
 
 T = TypeVar("T")
-
-
-def _host_waker(event: anyio.Event) -> Callable[[], None]:
-    """Return a callable, safe to call from any thread, that sets ``event`` on the host loop."""
-    library = sniffio.current_async_library()
-    if library == "trio":
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-
-        def wake_trio() -> None:
-            token.run_sync_soon(event.set)
-
-        return wake_trio
-    loop = asyncio.get_running_loop()
-
-    def wake_asyncio() -> None:
-        loop.call_soon_threadsafe(event.set)
-
-    return wake_asyncio
 
 
 class LoopThread:
@@ -100,19 +80,13 @@ class LoopThread:
         """Await a future from :meth:`submit` on the host loop."""
         if not future.done():
             done = anyio.Event()
-            wake = _host_waker(done)
+            wake = host_waker(done)
             future.add_done_callback(lambda _: wake())
             await done.wait()
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             raise MemoryBackendError(f"{self._name}: the backend was closed") from None
-
-    def run_blocking(
-        self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float | None = None
-    ) -> T:
-        """Run ``fn(*args)`` on the private loop and block this thread for the result."""
-        return self.submit(fn, *args).result(timeout)
 
     def stop(self) -> None:
         """Stop the loop and join the thread. Idempotent."""

@@ -4,7 +4,9 @@ A backend stores sessions, their messages (addressed by a per-session sequence n
 their summaries. It never sees single appends: the flusher hands it batches of
 :class:`SessionWrite`, one per session, and the backend applies each batch atomically.
 Backends raise only :mod:`langswarm.core.memory.exceptions` errors: driver errors are
-mapped at this boundary (transient ones to :class:`TransientBackendError`).
+mapped at this boundary (those worth retrying to ``TransientBackendError``). Backends never
+retry: the runtime does, with one policy (``RetryingBackend`` for reads, the flusher for
+batches).
 """
 
 from __future__ import annotations
@@ -14,19 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..exceptions import MemoryBackendError
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
 
-__all__ = [
-    "Backend",
-    "SessionSnapshot",
-    "SessionWrite",
-    "TransientBackendError",
-]
-
-
-class TransientBackendError(MemoryBackendError):
-    """A failure worth retrying (lock contention, a dropped connection, an I/O hiccup)."""
+__all__ = ["Backend", "SessionSnapshot", "SessionWrite"]
 
 
 @dataclass(slots=True)
@@ -71,6 +63,12 @@ class Backend(Protocol):
     name: str
     #: Whether data outlives the process; decides the default durability mode.
     persistent: bool
+    #: Seconds after which storage expires an untouched session by itself (``None``: never).
+    ttl_seconds: float | None
+
+    def preflight(self) -> None:
+        """Check, synchronously and quickly, that storage is reachable (``initialize_memory``
+        runs it so that a bad address fails at once); raise ``MemoryConnectionError``."""
 
     async def open(self) -> None:
         """Connect and prepare storage (create schema, check versions)."""

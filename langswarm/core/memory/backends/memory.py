@@ -30,9 +30,13 @@ class InMemoryBackend:
 
     name = "memory"
     persistent = False
+    ttl_seconds = None
 
     def __init__(self) -> None:
         self._sessions: dict[str, _Stored] = {}
+
+    def preflight(self) -> None:
+        return None
 
     async def open(self) -> None:
         return None
@@ -75,8 +79,10 @@ class InMemoryBackend:
         if stored is None:
             return None
         messages = stored.messages[-tail:] if tail > 0 else []
+        meta = stored.meta.copy()
+        meta.message_count = stored.next_seq  # what storage holds decides
         return SessionSnapshot(
-            meta=stored.meta.copy(),
+            meta=meta,
             messages=list(messages),
             first_seq=stored.first_seq,
             next_seq=stored.next_seq,

@@ -27,9 +27,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
-import random
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +51,7 @@ from ..exceptions import (
     MemoryConfigurationError,
     MemoryConnectionError,
     MemoryCorruptionError,
+    TransientBackendError,
 )
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
 from ._codec import (
@@ -68,7 +67,7 @@ from .base import SessionSnapshot, SessionWrite
 
 __all__ = ["RedisBackend"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("langswarm.memory.redis")
 
 T = TypeVar("T")
 
@@ -251,7 +250,6 @@ class RedisBackend:
         key_prefix: str = "langswarm",
         connect_timeout: float = 2.0,
         socket_timeout: float = 5.0,
-        retry_budget_seconds: float = 10.0,
     ) -> None:
         if url is not None and urlsplit(url).scheme not in ("redis", "rediss"):
             raise MemoryConfigurationError(
@@ -263,21 +261,20 @@ class RedisBackend:
             raise MemoryConfigurationError(
                 f"ttl_seconds must be a positive int or None, not {ttl_seconds!r}"
             )
-        if retry_budget_seconds < 0:
-            raise MemoryConfigurationError("retry_budget_seconds must not be negative")
         self._url = url
         self._host, self._port, self._db, self._password = host, port, db, password
         self._pool_size = pool_size
         self._ttl = ttl_seconds or 0
+        self.ttl_seconds: float | None = ttl_seconds
         self._prefix = key_prefix
         self._connect_timeout = connect_timeout
         self._socket_timeout = socket_timeout
-        self._budget = retry_budget_seconds
         self._where = _redact(url) if url is not None else f"{host}:{port}/{db}"
         self._idx_all = f"{key_prefix}:idx:all"
         self._thread = LoopThread("langswarm-redis")
         # Touched only on the private loop's thread.
         self._client: redis.asyncio.Redis | None = None
+        self._closed = False
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -359,13 +356,18 @@ class RedisBackend:
         return self._client
 
     async def open(self) -> None:
-        await self._run(self._open_io)
+        self._closed = False
+        try:
+            await self._run(self._open_io)
+        except TransientBackendError as exc:
+            raise MemoryConnectionError(str(exc)) from exc
 
     async def _open_io(self, client: redis.asyncio.Redis) -> None:
         await client.ping()
         await _load_scripts(client)
 
     async def close(self) -> None:
+        self._closed = True
         with anyio.CancelScope(shield=True):
             if self._client is not None:
                 await self._thread.run(self._close_io)
@@ -384,8 +386,10 @@ class RedisBackend:
             await client.connection_pool.disconnect()
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(client, *args)`` on the private loop with retries and error mapping."""
-        return await self._result(self._thread.submit(self._with_retry, fn, *args))
+        """Run ``fn(client, *args)`` on the private loop, with driver errors mapped."""
+        if self._closed:
+            raise MemoryBackendError(f"the redis backend ({self._where}) was closed")
+        return await self._result(self._thread.submit(self._mapped, fn, *args))
 
     async def _result(self, future: concurrent.futures.Future[T]) -> T:
         try:
@@ -393,24 +397,22 @@ class RedisBackend:
         except concurrent.futures.CancelledError:
             raise MemoryBackendError(f"the redis backend ({self._where}) was closed") from None
 
-    async def _with_retry(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        deadline = time.monotonic() + self._budget
-        delay = 0.05
-        while True:
-            try:
-                return await fn(self._connect(), *args)
-            except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-                raise MemoryConnectionError(f"redis at {self._where} refused us: {exc}") from exc
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise MemoryConnectionError(
-                        f"redis at {self._where} unreachable for {self._budget} s: {exc}"
-                    ) from exc
-                await asyncio.sleep(min(delay * random.uniform(0.5, 1.0), left))
-                delay = min(delay * 2, 1.0)
-            except redis.RedisError as exc:
-                raise MemoryBackendError(f"redis at {self._where} failed: {exc}") from exc
+    async def _mapped(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(client, *args)`` on the private loop, mapping driver errors to ours.
+
+        A dropped connection or a timeout is worth retrying (the runtime does, and every call
+        here is idempotent); a refused login is not.
+        """
+        try:
+            return await fn(self._connect(), *args)
+        except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+            raise MemoryConnectionError(f"redis at {self._where} refused us: {exc}") from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise TransientBackendError(
+                f"redis at {self._where} is unreachable: {exc}", unreachable=True
+            ) from exc
+        except redis.RedisError as exc:
+            raise MemoryBackendError(f"redis at {self._where} failed: {exc}") from exc
 
     # -- writes --------------------------------------------------------------------------
 
@@ -429,7 +431,7 @@ class RedisBackend:
         """Count and encode once on the private loop, then send, retrying as needed."""
         if batch:
             count_missing(batch)
-            await self._with_retry(self._apply_io, [self._encode(w) for w in batch])
+            await self._mapped(self._apply_io, [self._encode(w) for w in batch])
 
     def _encode(self, w: SessionWrite) -> _Write:
         meta = w.meta
@@ -545,8 +547,10 @@ class RedisBackend:
         meta_blob, first, length, blobs, summary_blobs = raw
         with _corruption_of(session_id):
             summaries = sorted(map(unpack_summary, summary_blobs), key=_covers)
+            meta = unpack_meta(meta_blob)
+            meta.message_count = first + length  # what storage holds decides
             return SessionSnapshot(
-                meta=unpack_meta(meta_blob),
+                meta=meta,
                 messages=list(map(unpack_message, blobs)),
                 first_seq=first,
                 next_seq=first + length,

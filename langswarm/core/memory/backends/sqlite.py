@@ -30,14 +30,15 @@ from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 import anyio
-import sniffio
 
+from .._loop import on_asyncio
 from .._tokens import count_missing
 from ..exceptions import (
     MemoryBackendError,
     MemoryConfigurationError,
     MemoryConnectionError,
     MemoryCorruptionError,
+    TransientBackendError,
 )
 from ..exceptions import MemoryError as _MemoryError
 from ..interfaces import Message, SessionMetadata, SessionStatus
@@ -50,7 +51,7 @@ from ._codec import (
     unpack_summary,
 )
 from ._loop_thread import LoopThread
-from .base import SessionSnapshot, SessionWrite, TransientBackendError
+from .base import SessionSnapshot, SessionWrite
 
 __all__ = ["SQLiteBackend"]
 
@@ -200,7 +201,7 @@ def _session_row(sid: str, meta: SessionMetadata, first: int, nxt: int) -> tuple
         meta.created_at.timestamp(),
         meta.updated_at.timestamp(),
         expires,
-        meta.message_count,
+        nxt,
         first,
         nxt,
         pack_meta(meta),
@@ -254,6 +255,7 @@ class SQLiteBackend:
     """Sessions in an SQLite file (or ``":memory:"``), written one transaction per batch."""
 
     name = "sqlite"
+    ttl_seconds = None
 
     def __init__(
         self,
@@ -280,6 +282,9 @@ class SQLiteBackend:
         self._file_id: tuple[int, int] | None = None
 
     # -- protocol -------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Nothing to reach ahead of time: the file is opened (and checked) by :meth:`open`."""
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -365,7 +370,7 @@ class SQLiteBackend:
         conn = self._conn
         if conn is None:
             raise MemoryBackendError(f"SQLite backend for {self.db_path} is not open")
-        if sniffio.current_async_library() == "asyncio":
+        if on_asyncio():
             return self._mapped(conn.run(fn, *args))
         return self._mapped(self._thread.wait(self._thread.submit(conn.run, fn, *args)))
 
@@ -484,10 +489,12 @@ class SQLiteBackend:
         head = [row for row in rows if row[0] == 0]
         if not head:
             return None
-        _, first_seq, next_seq, meta = head[0]
+        _, first_seq, next_seq, blob = head[0]
         body = sorted(row for row in rows if row[0] != 0)
+        meta = unpack_meta(blob)
+        meta.message_count = next_seq  # what storage holds decides
         return SessionSnapshot(
-            meta=unpack_meta(meta),
+            meta=meta,
             messages=[unpack_message(row[3]) for row in body if row[0] == 1],
             first_seq=first_seq,
             next_seq=next_seq,

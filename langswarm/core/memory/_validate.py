@@ -1,0 +1,116 @@
+"""Checks applied to what callers hand in, before anything is sent anywhere.
+
+Every backend stores and reads back exactly what these admit: ids and limits in range, and
+structured values that are plain JSON-compatible data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, TypeVar
+
+from .exceptions import MemoryError, MemoryValidationError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ID_LENGTH",
+    "check_id",
+    "check_limit",
+    "check_mapping",
+    "check_plain",
+    "parse_choice",
+]
+
+MAX_ID_LENGTH = 512
+#: Deepest nesting of lists and dicts a structured value may have.
+MAX_DEPTH = 64
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+E = TypeVar("E", bound=Enum)
+
+
+def check_id(name: str, value: object) -> str:
+    """A session or user id: a non-empty string of at most ``MAX_ID_LENGTH`` characters."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise MemoryValidationError(
+            f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} chars"
+        )
+    return value
+
+
+def check_limit(name: str, value: object) -> int | None:
+    """A positive int, or ``None`` for no limit."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise MemoryValidationError(f"{name} must be a positive int or None, not {value!r}")
+    return value
+
+
+def check_plain(value: object, what: str) -> None:
+    """``value`` must be JSON-compatible data: ``None``, bools, 64-bit ints, finite floats,
+    strings, lists, and dicts with string keys."""
+    problem = _plain_problem(value, 0)
+    if problem is not None:
+        raise MemoryValidationError(f"{what} must be plain JSON-compatible data: {problem}")
+
+
+def _plain_problem(value: object, depth: int) -> str | None:
+    cls = value.__class__
+    if cls is str:
+        return None if _encodable(value) else "a string holds a lone surrogate"  # type: ignore[arg-type]
+    if value is None or cls is bool:
+        return None
+    if cls is int:
+        return None if _INT_MIN <= value <= _INT_MAX else f"{value} is out of 64-bit range"  # type: ignore[operator]
+    if cls is float:
+        return None if math.isfinite(value) else f"{value} is not a finite number"  # type: ignore[arg-type]
+    if depth >= MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if cls is list:
+        for item in value:  # type: ignore[attr-defined]
+            problem = _plain_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    if cls is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if key.__class__ is not str:
+                return f"key {key!r} is not a string"
+            if not _encodable(key):
+                return f"key {key!r} holds a lone surrogate"
+            problem = _plain_problem(item, depth + 1)
+            if problem is not None:
+                return f"{problem} (under {key!r})"
+        return None
+    return f"{type(value).__name__} is not allowed"
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_choice(
+    enum: type[E], value: object, what: str, error: type[MemoryError] = MemoryValidationError
+) -> E:
+    """The member of ``enum`` with this value; ``error`` says whether bad input is a call's
+    fault (the default) or a configuration's."""
+    for member in enum:
+        if member.value == value or member is value:
+            return member
+    allowed = ", ".join(repr(member.value) for member in enum)
+    raise error(f"{what} must be one of {allowed}, not {value!r}")
+
+
+def check_mapping(value: object, what: str) -> Mapping[str, Any]:
+    """``value`` must be a dict (of plain data)."""
+    if not isinstance(value, dict):
+        raise MemoryValidationError(f"{what} must be a dict, not {type(value).__name__}")
+    check_plain(value, what)
+    return value

@@ -1,0 +1,169 @@
+"""The newest messages of a session, kept in memory: sequence numbers, appends, eviction,
+``max_messages`` trims and token-budgeted windows. Pure bookkeeping, no I/O.
+
+Sequence numbers count a session's messages from 0. Storage holds ``[first, next)`` (older
+ones were trimmed); memory holds ``[start, next)``, a suffix of that. A message leaves memory
+only once the batch that stores it has committed, so the backend can always serve what memory
+no longer holds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from .._windows import safe_boundary, window_start
+from ..interfaces import Message, MessageRole
+
+__all__ = ["InvariantBroken", "MessageTail", "Saving"]
+
+
+class InvariantBroken(Exception):
+    """A session's in-memory state is inconsistent; its actor must be rebuilt."""
+
+
+class Saving(Protocol):
+    """The commit a write rides on."""
+
+    def committed_for(self, session_id: str) -> bool: ...
+
+
+class MessageTail:
+    """See the module docstring."""
+
+    __slots__ = ("_unsaved", "first", "messages", "next", "start")
+
+    def __init__(self, messages: list[Message], first: int, next_seq: int) -> None:
+        self.messages = messages
+        self.first = first
+        self.next = next_seq
+        self.start = next_seq - len(messages)
+        # (first seq, commit) of writes not yet known to be stored, oldest first.
+        self._unsaved: deque[tuple[int, Saving]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    @property
+    def complete(self) -> bool:
+        """Whether memory holds every stored message (nothing to page in)."""
+        return self.start <= self.first
+
+    def check(self, session_id: str) -> None:
+        if self.start + len(self.messages) != self.next or self.start < self.first:
+            raise InvariantBroken(
+                f"session {session_id}: tail [{self.start}, +{len(self.messages)}) does not end "
+                f"at {self.next} or starts before {self.first}"
+            )
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def append(self, messages: Sequence[Message], commit: Saving, session_id: str) -> int:
+        """Add ``messages`` (stored by ``commit``); return the first one's sequence number."""
+        first = self.next
+        self.messages.extend(messages)
+        self.next = first + len(messages)
+        unsaved = self._unsaved
+        if unsaved is None:
+            unsaved = self._unsaved = deque()
+        else:
+            self._forget_saved(session_id)
+        if not unsaved or unsaved[-1][1] is not commit:
+            unsaved.append((first, commit))
+        return first
+
+    def _forget_saved(self, session_id: str) -> None:
+        unsaved = self._unsaved
+        while unsaved and unsaved[0][1].committed_for(session_id):
+            unsaved.popleft()
+
+    def saved_before(self, session_id: str) -> int:
+        """Every message below the returned sequence number is stored."""
+        self._forget_saved(session_id)
+        return self._unsaved[0][0] if self._unsaved else self.next
+
+    def all_saved(self, session_id: str) -> bool:
+        return self.saved_before(session_id) == self.next
+
+    def evict(self, keep: int, floor: int, session_id: str) -> None:
+        """Past twice ``keep`` messages, drop the oldest down to ``keep``, never one that is
+        not stored yet nor one at or after ``floor``."""
+        if len(self.messages) <= 2 * keep:
+            return
+        stored = self.saved_before(session_id)
+        drop = min(len(self.messages) - keep, stored - self.start, floor - self.start)
+        if drop > 0:
+            del self.messages[:drop]
+            self.start += drop
+
+    def trim_point(self, limit: int, covered: int) -> int | None:
+        """Where ``max_messages=limit`` cuts, dropping only what a summary ``covered``; the
+        new first sequence number, or ``None`` when nothing can go. Never splits a tool
+        exchange: the cut is checked against the messages around it, so it must lie in memory
+        (or at its very start)."""
+        if self.next - self.first <= limit:
+            return None
+        target = min(self.next - limit, covered)
+        if target <= self.start:
+            target = self.start if self.messages and not self.messages[0].is_tool_result else 0
+        else:
+            target = self.start + safe_boundary(self.messages, target - self.start)
+        return target if target > self.first else None
+
+    def drop_before(self, seq: int) -> None:
+        """Forget messages below ``seq`` (a trim)."""
+        self.first = seq
+        if seq > self.start:
+            del self.messages[: seq - self.start]
+            self.start = seq
+
+    def cut_point(self, start: int, end: int) -> int:
+        """Move a summary's end back so it splits no tool exchange; ``start`` if it cannot be
+        checked here."""
+        if end > self.start:
+            return self.start + safe_boundary(self.messages, end - self.start)
+        if self.messages and self.messages[0].is_tool_result:
+            return start
+        return max(end, min(self.start, self.next))
+
+    def between(self, start: int, end: int) -> list[Message]:
+        """The messages of ``[start, end)`` that memory holds."""
+        return self.messages[max(start - self.start, 0) : max(end - self.start, 0)]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def window(self, budget: int, floor: int) -> list[Message] | None:
+        """The newest messages from ``floor`` on that fit ``budget``; ``None`` when older
+        messages, not in memory, could extend it."""
+        messages = self.messages
+        start, _, exhausted = window_start(
+            messages, max(floor - self.start, 0), len(messages), budget
+        )
+        if exhausted and self.start > floor:
+            return None
+        return messages[start:]
+
+    def newest(self, limit: int | None) -> list[Message] | None:
+        """The newest ``limit`` (all, for ``None``); ``None`` if memory does not hold them."""
+        if limit is None:
+            return list(self.messages) if self.complete else None
+        if limit > len(self.messages) and not self.complete:
+            return None
+        return self.messages[-limit:]
+
+
+def select(
+    messages: Sequence[Message],
+    limit: int | None,
+    since: datetime | None,
+    roles: frozenset[MessageRole] | None,
+) -> list[Message]:
+    """The newest ``limit`` of ``messages`` at or after ``since`` with one of ``roles``."""
+    found = [
+        m
+        for m in messages
+        if (since is None or m.timestamp >= since) and (roles is None or m.role in roles)
+    ]
+    return found if limit is None else found[-limit:]
