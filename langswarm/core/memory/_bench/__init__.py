@@ -1,7 +1,8 @@
 """Load benchmark of the memory runtime: simulated agent traffic, measured.
 
-``workload`` describes the traffic and generates it, ``engine`` runs it and records latencies
-and throughput, ``report`` renders the result, ``progress`` shows a run live. The console
+``workload`` describes the traffic and generates it, ``engine`` runs it (on ``scratch``
+storage) and records latencies and throughput with ``recording`` into the types of ``results``,
+``report`` renders the result, ``progress`` shows a run live. The console
 command ``langswarm-memory bench`` (``.._cli``) puts them together; from Python::
 
     from langswarm.core.memory._bench import Workload, run, format_table

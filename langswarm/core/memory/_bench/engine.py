@@ -7,22 +7,16 @@ totals. Only *run* counts towards throughput; setup and drain are timed separate
 Measuring must cost the measured code little. A timed call appends one integer (its duration
 in nanoseconds) to a list; a ticker task, five times a second, folds those lists into HDR
 histograms (value counts first, so each distinct microsecond value is one ``record_value``)
-and closes one-second throughput buckets. Drivers yield to the loop once per step, as an
-application waiting on a model would, so a backend whose calls never block (the in-memory
-one, buffered) still lets every session and the ticker run.
+and closes one-second throughput buckets (both in :mod:`.recording`). Drivers yield to the
+loop once per step, as an application waiting on a model would, so a backend whose calls
+never block (the in-memory one, buffered) still lets every session and the ticker run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import sys
-import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Final
@@ -30,12 +24,20 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 import sniffio
-from hdrh.histogram import HdrHistogram
 
 from .._formats import create_openai_message
 from .._manager import MemoryManager
 from .._session import MemorySession
 from .._tokens import get_encoding
+from .recording import Counts, Timeline, peak_rss_mb, rss_mb
+from .recording import new_histogram as new_histogram
+from .recording import record_batch as record_batch
+from .results import CREATE_SESSION as CREATE_SESSION
+from .results import BenchResult as BenchResult
+from .results import Bucket as Bucket
+from .results import ErrorCount as ErrorCount
+from .results import Snapshot as Snapshot
+from .scratch import scratch_config
 from .workload import (
     GET_CONTEXT,
     GET_MESSAGES,
@@ -55,146 +57,18 @@ __all__ = [
     "ErrorCount",
     "Snapshot",
     "new_histogram",
+    "record_batch",
     "run",
     "run_workload",
 ]
 
-#: Timed during setup; reported apart from the measured operations.
-CREATE_SESSION: Final = "create_session"
 TICK: Final = 0.2
 TICKS_PER_BUCKET: Final = 5
-#: Histogram range in microseconds: 1 µs to 10 minutes, 3 significant digits.
-HIGHEST_US: Final = 600_000_000
 SETUP_PARALLELISM: Final = 256
 
 SETUP: Final = "setup"
 RUN: Final = "run"
 DRAIN: Final = "drain"
-
-
-def new_histogram() -> Any:
-    """An empty latency histogram in microseconds."""
-    return HdrHistogram(1, HIGHEST_US, 3)
-
-
-def record_batch(samples_ns: list[int], *histograms: Any) -> None:
-    """Record nanosecond samples into ``histograms`` (microseconds).
-
-    Each value is first cut to its top 11 bits, the resolution of a 3-digit HDR histogram,
-    so values the histogram cannot tell apart collapse into one ``record_value`` call.
-    """
-    micros = (ns // 1000 for ns in samples_ns)
-    cut = Counter([u >> s << s if (s := u.bit_length() - 11) > 0 else u for u in micros])
-    for value, count in cut.items():
-        us = 1 if value < 1 else min(value, HIGHEST_US)
-        for histogram in histograms:
-            histogram.record_value(us, count)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the progress display is told at each tick."""
-
-    backend: str
-    phase: str
-    elapsed_s: float
-    time_limit_s: float | None
-    turns: int
-    total_turns: int | None
-    messages: int
-    errors: int
-    setup_done: int
-    setup_total: int
-
-
-@dataclass(slots=True)
-class Bucket:
-    """One second of the measured phase (the last one may be shorter)."""
-
-    start_s: float
-    duration_s: float
-    turns: int
-    messages: int
-    reads: int
-    errors: int
-    turn_p50_ms: float | None
-    turn_p99_ms: float | None
-    rss_mb: float | None
-
-    @property
-    def turns_per_s(self) -> float:
-        return self.turns / self.duration_s if self.duration_s > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.messages / self.duration_s if self.duration_s > 0 else 0.0
-
-
-@dataclass(slots=True)
-class ErrorCount:
-    """Failures of one kind: operation and exception type, with the first message seen."""
-
-    op: str
-    error: str
-    count: int
-    example: str
-
-
-@dataclass(slots=True)
-class BenchResult:
-    """Everything a run measured; :mod:`.report` renders it."""
-
-    workload: Workload
-    backend: str
-    durability: str
-    loop: str
-    started_at: str
-    elapsed_s: float
-    setup_s: float
-    drain_s: float
-    turns: int
-    failed_turns: int
-    messages: int
-    reads: int
-    histograms: dict[str, Any]
-    timeline: list[Bucket]
-    errors: list[ErrorCount]
-    rss_start_mb: float | None
-    peak_rss_mb: float | None
-    storage: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def error_count(self) -> int:
-        return sum(e.count for e in self.errors)
-
-    @property
-    def turns_per_s(self) -> float:
-        return self.turns / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.messages / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-def rss_mb() -> float | None:
-    """Resident set size of this process now, in MiB (``None`` if unknown)."""
-    try:
-        import psutil
-
-        return float(psutil.Process().memory_info().rss) / 2**20
-    except ImportError:
-        return None
-
-
-def peak_rss_mb() -> float | None:
-    """Highest resident set size this process has had, in MiB."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return float(peak) / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 @dataclass(slots=True)
@@ -221,11 +95,7 @@ class _Run:
         self.setup_done = 0
         self.started_ns = 0
         self.deadline_ns = 0
-        self.timeline: list[Bucket] = []
-        self._bucket_histogram = new_histogram()
-        self._bucket_base = (0, 0, 0, 0)
-        self._bucket_start = 0.0
-        self._previous: tuple[tuple[int, int, int, int], Any] | None = None
+        self.timeline = Timeline()
         self._include_summaries = workload.summarize_every > 0
 
     # -- phases ---------------------------------------------------------------------------
@@ -234,7 +104,7 @@ class _Run:
         w = self.workload
         started_at = datetime.now().isoformat(timespec="seconds")
         rss_start = rss_mb()
-        async with self._scratch() as extra:
+        async with scratch_config(w) as extra:
             manager = MemoryManager.from_config(memory=w.memory_config(**extra))
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._phase_ticker)
@@ -262,34 +132,12 @@ class _Run:
             messages=self.messages,
             reads=self.reads,
             histograms=self.histograms,
-            timeline=self.timeline,
+            timeline=self.timeline.buckets,
             errors=sorted(self.errors.values(), key=lambda e: -e.count),
             rss_start_mb=rss_start,
             peak_rss_mb=peak_rss_mb(),
             storage=storage,
         )
-
-    @contextlib.asynccontextmanager
-    async def _scratch(self) -> AsyncIterator[dict[str, Any]]:
-        """Backend config the run adds, removed afterwards even if the run fails: a
-        throwaway SQLite file, or a private Redis key prefix."""
-        w = self.workload
-        if w.backend == "redis":
-            prefix = f"lsbench-{os.urandom(6).hex()}"
-            try:
-                yield {"key_prefix": prefix}
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(_delete_redis_keys, w.redis_url, prefix)
-        elif w.backend == "sqlite" and w.sqlite_path is None:
-            directory = tempfile.mkdtemp(prefix="langswarm-bench-")
-            try:
-                yield {"db_path": os.path.join(directory, "bench.db")}
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(partial(shutil.rmtree, directory, True))
-        else:
-            yield {}
 
     async def _setup(self, manager: MemoryManager) -> list[MemorySession]:
         w = self.workload
@@ -341,7 +189,8 @@ class _Run:
                     workers.start_soon(self._drive, share)
             elapsed_ns = time.perf_counter_ns() - self.started_ns
             tg.cancel_scope.cancel()
-        self._finish_timeline(elapsed_ns / 1e9)
+        self._fold()
+        self.timeline.finish(elapsed_ns / 1e9, self._counts())
         return elapsed_ns / 1e9
 
     # -- drivers --------------------------------------------------------------------------
@@ -443,7 +292,8 @@ class _Run:
             self._fold()
             if tick // TICKS_PER_BUCKET > bucket:
                 bucket = tick // TICKS_PER_BUCKET
-                self._close_bucket((time.perf_counter_ns() - self.started_ns) / 1e9)
+                end_s = (time.perf_counter_ns() - self.started_ns) / 1e9
+                self.timeline.close_bucket(end_s, self._counts())
             if self.on_tick is not None:
                 self.on_tick(self.snapshot())
 
@@ -454,48 +304,13 @@ class _Run:
                 batch = pending.copy()
                 pending.clear()
                 if op == TURN:
-                    record_batch(batch, histograms[op], self._bucket_histogram)
+                    record_batch(batch, histograms[op], self.timeline.histogram)
                 else:
                     record_batch(batch, histograms[op])
 
-    def _close_bucket(self, end_s: float) -> None:
-        """End the current bucket at ``end_s``: measured, since a late tick makes it longer."""
-        h = self._bucket_histogram
-        start_s = self._bucket_start
-        counts = (self.turns, self.messages, self.reads, self.error_total)
-        base = self._bucket_base
-        counted = h.get_total_count() > 0
-        self.timeline.append(
-            Bucket(
-                start_s=start_s,
-                duration_s=end_s - start_s,
-                turns=counts[0] - base[0],
-                messages=counts[1] - base[1],
-                reads=counts[2] - base[2],
-                errors=counts[3] - base[3],
-                turn_p50_ms=h.get_value_at_percentile(50) / 1000 if counted else None,
-                turn_p99_ms=h.get_value_at_percentile(99) / 1000 if counted else None,
-                rss_mb=rss_mb(),
-            )
-        )
-        self._previous = (base, h)
-        self._bucket_start = end_s
-        self._bucket_base = counts
-        self._bucket_histogram = new_histogram()
-
-    def _finish_timeline(self, elapsed_s: float) -> None:
-        """Close the last, partial bucket; a sliver under 0.25 s joins the one before, so
-        the last point of the timeline is not a rate measured over a few milliseconds."""
-        self._fold()
-        if elapsed_s <= self._bucket_start:
-            return
-        if elapsed_s - self._bucket_start < 0.25 and self._previous is not None:
-            last = self.timeline.pop()
-            base, histogram = self._previous
-            histogram.add(self._bucket_histogram)
-            self._bucket_base, self._bucket_histogram = base, histogram
-            self._bucket_start = last.start_s
-        self._close_bucket(elapsed_s)
+    def _counts(self) -> Counts:
+        """The running totals a timeline bucket takes its differences from."""
+        return (self.turns, self.messages, self.reads, self.error_total)
 
     def snapshot(self) -> Snapshot:
         w = self.workload
@@ -513,27 +328,6 @@ class _Run:
             setup_done=self.setup_done,
             setup_total=w.sessions,
         )
-
-
-def _delete_redis_keys(url: str, prefix: str) -> None:
-    """Remove every key a run wrote under its private prefix; best effort, since it also
-    runs after a failed run, when the server may be unreachable."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1_000):
-            batch.append(key)
-            if len(batch) >= 1_000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
-    except redis.RedisError:
-        pass
-    finally:
-        client.close()
 
 
 async def run_workload(

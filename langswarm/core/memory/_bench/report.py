@@ -1,4 +1,4 @@
-"""Renders a :class:`~.engine.BenchResult`: console table, JSON document, PNG plot."""
+"""Renders a :class:`~.results.BenchResult`: console table, JSON document, PNG plot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import platform
 from typing import Any, Final
 
-from .engine import CREATE_SESSION, BenchResult
+from .results import CREATE_SESSION, BenchResult, Bucket
 from .workload import OPERATIONS
 
 __all__ = ["PERCENTILES", "SCHEMA", "format_table", "to_dict", "write_json", "write_plot"]
@@ -37,74 +37,96 @@ def _ops(result: BenchResult) -> list[str]:
 
 def to_dict(result: BenchResult) -> dict[str, Any]:
     """The JSON document (see ``SCHEMA``): plain types only."""
-    w = result.workload
     return {
         "schema": SCHEMA,
         "started_at": result.started_at,
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "langswarm_memory": _version(),
-        },
-        "workload": w.as_dict(),
-        "run": {
-            "backend": result.backend,
-            "durability": result.durability,
-            "loop": result.loop,
-            "concurrency": w.drivers,
-            "elapsed_s": round(result.elapsed_s, 4),
-            "setup_s": round(result.setup_s, 4),
-            "drain_s": round(result.drain_s, 4),
-        },
-        "throughput": {
-            "turns": result.turns,
-            "failed_turns": result.failed_turns,
-            "messages": result.messages,
-            "reads": result.reads,
-            "turns_per_s": round(result.turns_per_s, 2),
-            "messages_per_s": round(result.messages_per_s, 2),
-        },
+        "environment": _environment(),
+        "workload": result.workload.as_dict(),
+        "run": _run(result),
+        "throughput": _throughput(result),
         "latency_unit": "ms",
-        "operations": {
-            op: {
-                **op_stats(result.histograms[op]),
-                "phase": "setup" if op == CREATE_SESSION else "run",
-                "hdr": result.histograms[op].encode().decode("ascii"),
-            }
-            for op in _ops(result)
-        },
-        "errors": {
-            "total": result.error_count,
-            "by_kind": [
-                {"op": e.op, "error": e.error, "count": e.count, "example": e.example}
-                for e in result.errors
-            ],
-        },
-        "resources": {
-            "rss_start_mb": _round(result.rss_start_mb),
-            "peak_rss_mb": _round(result.peak_rss_mb),
-            "storage_size_mb": _round(result.storage.get("storage_size_mb")),
-            "stored_sessions": result.storage.get("total_sessions"),
-            "stored_messages": result.storage.get("total_messages"),
-            "stored_summaries": result.storage.get("total_summaries"),
-        },
-        "timeline": [
-            {
-                "start_s": b.start_s,
-                "duration_s": round(b.duration_s, 4),
-                "turns": b.turns,
-                "messages": b.messages,
-                "reads": b.reads,
-                "errors": b.errors,
-                "turns_per_s": round(b.turns_per_s, 2),
-                "messages_per_s": round(b.messages_per_s, 2),
-                "turn_p50_ms": b.turn_p50_ms,
-                "turn_p99_ms": b.turn_p99_ms,
-                "rss_mb": _round(b.rss_mb),
-            }
-            for b in result.timeline
+        "operations": {op: _operation(result, op) for op in _ops(result)},
+        "errors": _errors(result),
+        "resources": _resources(result),
+        "timeline": [_bucket(b) for b in result.timeline],
+    }
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "langswarm_memory": _version(),
+    }
+
+
+def _run(result: BenchResult) -> dict[str, Any]:
+    return {
+        "backend": result.backend,
+        "durability": result.durability,
+        "loop": result.loop,
+        "concurrency": result.workload.drivers,
+        "elapsed_s": round(result.elapsed_s, 4),
+        "setup_s": round(result.setup_s, 4),
+        "drain_s": round(result.drain_s, 4),
+    }
+
+
+def _throughput(result: BenchResult) -> dict[str, Any]:
+    return {
+        "turns": result.turns,
+        "failed_turns": result.failed_turns,
+        "messages": result.messages,
+        "reads": result.reads,
+        "turns_per_s": round(result.turns_per_s, 2),
+        "messages_per_s": round(result.messages_per_s, 2),
+    }
+
+
+def _operation(result: BenchResult, op: str) -> dict[str, Any]:
+    """One operation's latency statistics, its phase, and its histogram (HDR encoded)."""
+    return {
+        **op_stats(result.histograms[op]),
+        "phase": "setup" if op == CREATE_SESSION else "run",
+        "hdr": result.histograms[op].encode().decode("ascii"),
+    }
+
+
+def _errors(result: BenchResult) -> dict[str, Any]:
+    return {
+        "total": result.error_count,
+        "by_kind": [
+            {"op": e.op, "error": e.error, "count": e.count, "example": e.example}
+            for e in result.errors
         ],
+    }
+
+
+def _resources(result: BenchResult) -> dict[str, Any]:
+    return {
+        "rss_start_mb": _round(result.rss_start_mb),
+        "peak_rss_mb": _round(result.peak_rss_mb),
+        "storage_size_mb": _round(result.storage.get("storage_size_mb")),
+        "stored_sessions": result.storage.get("total_sessions"),
+        "stored_messages": result.storage.get("total_messages"),
+        "stored_summaries": result.storage.get("total_summaries"),
+    }
+
+
+def _bucket(b: Bucket) -> dict[str, Any]:
+    return {
+        "start_s": b.start_s,
+        "duration_s": round(b.duration_s, 4),
+        "turns": b.turns,
+        "messages": b.messages,
+        "reads": b.reads,
+        "errors": b.errors,
+        "turns_per_s": round(b.turns_per_s, 2),
+        "messages_per_s": round(b.messages_per_s, 2),
+        "turn_p50_ms": b.turn_p50_ms,
+        "turn_p99_ms": b.turn_p99_ms,
+        "rss_mb": _round(b.rss_mb),
     }
 
 
