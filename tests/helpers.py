@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from langswarm.core.memory import MemoryManager, Message, MessageRole
-from langswarm.core.memory.backends.base import Backend, SessionWrite
+from langswarm.core.memory.backends.base import Backend, SessionWrite, WriteResult
 
 
 async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> None:
@@ -24,10 +24,10 @@ async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> N
         actor.stop()
     stored = await runtime.backend.load_session(session_id, tail=0)
     assert stored is not None
-    meta = stored.meta
-    meta.updated_at = datetime.now() - timedelta(days=days)
-    meta.created_at = min(meta.created_at, meta.updated_at)
-    await runtime.backend.apply([SessionWrite(session_id=session_id, meta=meta)])
+    then = datetime.now() - timedelta(days=days)
+    write = SessionWrite(session_id, stored.incarnation, touched=then)
+    [result] = await runtime.backend.apply([write])
+    assert result.error is None and result.state.version == stored.version + 1
 
 
 class GatedBackend:
@@ -56,12 +56,13 @@ class GatedBackend:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def apply(self, batch: Sequence[SessionWrite]) -> None:
+    async def apply(self, batch: Sequence[SessionWrite]) -> list[WriteResult]:
         if not self.gate.is_set():
             self.waiting.set()
             await self.gate.wait()
-        await self.inner.apply(batch)
+        results = await self.inner.apply(batch)
         self.applied_batches += 1
+        return results
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -20,6 +20,7 @@ from .exceptions import (
     MemoryConfigurationError,
     MemoryError,
     MemoryValidationError,
+    SessionExistsError,
     SessionOwnershipError,
 )
 from .interfaces import Durability, SessionMetadata, SessionStatus
@@ -183,8 +184,7 @@ class MemoryManager:
 
     async def _activate(self, session_id: str) -> SessionActor | None:
         runtime = await self._ensure()
-        actor, _ = await runtime.registry.lookup(session_id)
-        return actor
+        return await runtime.registry.lookup(session_id)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -242,15 +242,14 @@ class MemoryManager:
         )
         mode = self._mode(durability)
         runtime = await self._ensure()
-        if session_id is None:
-            actor, commit = runtime.registry.new(meta)
-        else:
-            found, maybe = await runtime.registry.lookup(session_id, create=meta, exclusive=True)
-            assert found is not None and maybe is not None
-            actor, commit = found, maybe
-        session = MemorySession(self._directory, actor, mode)
-        await session._settle(commit)
-        return session
+        registry = runtime.registry
+        if session_id is not None and await registry.lookup(session_id) is not None:
+            raise SessionExistsError(f"session {session_id} already exists")
+        actor, commit = registry.create(meta, exclusive=True)
+        if registry.shared or mode is Durability.COMMITTED:
+            # On a shared store another process may take the id first: wait for storage.
+            await commit.wait(actor.key, runtime.settings.call_timeout)
+        return MemorySession(self._directory, actor, mode)
 
     async def get_session(
         self, session_id: str, user_id: str | None = None
@@ -288,13 +287,10 @@ class MemoryManager:
         )
         mode = self._mode(durability)
         runtime = await self._ensure()
-        actor, commit = await runtime.registry.lookup(sid, create=meta)
-        assert actor is not None
+        actor = await runtime.registry.get_or_create(meta)
         if actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {sid} belongs to another user")
-        session = MemorySession(self._directory, actor, mode)
-        await session._settle(commit)
-        return session
+        return MemorySession(self._directory, actor, mode)
 
     async def cleanup_all_sessions(self, max_age_days: float = 30) -> int:
         """Delete every session not updated for ``max_age_days``; return how many."""

@@ -10,7 +10,7 @@ returns) the flusher drains under a shield before the backend closes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
 from dataclasses import replace
 
 import anyio
@@ -57,9 +57,9 @@ class Runtime:
         self._scope: anyio.CancelScope | None = None
         self.flusher = Flusher(
             self.backend,
+            writer=os.urandom(6).hex(),
             capacity=settings.flush_capacity,
             retry=retry,
-            on_failure=self._on_flush_failure,
             shutdown_grace=settings.shutdown_grace,
         )
         self._registry: Registry | None = None
@@ -74,15 +74,6 @@ class Runtime:
     @property
     def running(self) -> bool:
         return self.ready.is_set() and not self.finished.is_set() and self.error is None
-
-    def _on_flush_failure(self, session_ids: Sequence[str], error: BaseException) -> None:
-        """Rebuild sessions whose writes failed, so they show only what is stored."""
-        if self._registry is None:
-            return
-        for sid in session_ids:
-            actor = self._registry.live.get(sid)
-            if actor is not None:
-                actor.crash(error)
 
     async def serve(self, *, task_status: TaskStatus[Runtime] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled or :meth:`stop` is called; drain and close on the way out."""
@@ -102,6 +93,7 @@ class Runtime:
                     self._registry = Registry(
                         self.backend, self.flusher, self.settings, summarizer, tg
                     )
+                    self.flusher.on_results = self._registry.on_results
                     await tg.start(self._registry.run)
                     self.ready.set()
                     task_status.started(self)

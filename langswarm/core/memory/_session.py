@@ -115,10 +115,16 @@ class MemorySession:
         self._actor = actor
         return actor
 
-    async def _settle(self, commit: Commit | None) -> None:
+    @property
+    def _held(self) -> bool:
+        """Whether writes are acknowledged before they are stored (``buffered``)."""
+        return self._durability is Durability.BUFFERED
+
+    async def _settle(self, commit: Commit) -> None:
         """Acknowledge per durability: in ``committed`` mode, wait for the commit."""
-        if commit is not None and self._durability is Durability.COMMITTED:
-            await commit.wait(self._session_id, self._actor.host.settings.call_timeout)
+        if self._durability is Durability.COMMITTED:
+            actor = self._actor
+            await commit.wait(actor.key, actor.host.settings.call_timeout)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -129,14 +135,14 @@ class MemorySession:
                 f"add_message expects a Message (see create_openai_message), "
                 f"not {type(message).__name__}"
             )
-        await self._settle(await self._ask(c.Append((message,))))
+        await self._settle(await self._ask(c.Append((message,), self._held)))
         return message
 
     async def add_messages(self, messages: Iterable[Message]) -> list[Message]:
         """Append several messages as one unit: all stored, in order, or none."""
         batch = _messages(messages, "add_messages")
         if batch:
-            await self._settle(await self._ask(c.Append(batch)))
+            await self._settle(await self._ask(c.Append(batch, self._held)))
         return batch
 
     async def update_metadata(self, updates: dict[str, Any]) -> None:
@@ -149,11 +155,11 @@ class MemorySession:
         config = {key: check_limit(key, updates[key]) for key in CONFIG_KEYS & updates.keys()}
         custom = {k: v for k, v in updates.items() if k not in CONFIG_KEYS}
         check_plain(custom, "metadata")
-        await self._settle(await self._ask(c.UpdateMeta(config, custom)))
+        await self._settle(await self._ask(c.UpdateMeta(config, custom, self._held)))
 
     async def archive_session(self) -> None:
         """Mark the conversation finished: it stays readable and accepts no new messages."""
-        await self._settle(await self._ask(c.Archive()))
+        await self._settle(await self._ask(c.Archive(self._held)))
 
     async def delete_session(self) -> None:
         """Delete the session and everything in it, permanently."""
@@ -183,7 +189,8 @@ class MemorySession:
                 role_set = frozenset(MessageRole(r) for r in roles)
             except ValueError as exc:
                 raise MemoryValidationError(f"unknown role in roles: {exc}") from None
-        return await self._ask(c.GetMessages(limit, since, role_set))
+        settled = self._durability is Durability.COMMITTED
+        return await self._ask(c.GetMessages(limit, since, role_set, settled))
 
     async def get_conversation_context(
         self, max_tokens: int | None = None, include_summaries: bool = False
@@ -191,7 +198,8 @@ class MemorySession:
         """The newest messages that fit ``max_tokens`` (default: the session's ``max_tokens``),
         oldest first; tool calls stay with their results. With ``include_summaries``, the
         latest summary leads as a system message and only messages after it follow."""
-        return await self._ask(c.Context(max_tokens, include_summaries))
+        settled = self._durability is Durability.COMMITTED
+        return await self._ask(c.Context(max_tokens, include_summaries, settled))
 
     async def get_recent_messages(self, token_limit: int) -> list[Message]:
         """The newest messages within ``token_limit`` tokens, oldest first."""
@@ -210,11 +218,8 @@ class MemorySession:
     ) -> ConversationSummary:
         """Summarise everything not yet summarised, now, and return the summary."""
         reply = await self._ask(c.CreateSummary(SummaryType(summary_type)))
-        made: tuple[ConversationSummary, Commit | None] = await reply.wait(
-            self._actor.host.settings.call_timeout
-        )
-        await self._settle(made[1])
-        return made[0]
+        summary: ConversationSummary = await reply.wait(self._actor.host.settings.call_timeout)
+        return summary
 
     async def flush(self) -> None:
         """Wait until everything written so far is stored."""

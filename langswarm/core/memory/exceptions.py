@@ -12,6 +12,7 @@ __all__ = [
     "MemoryConnectionError",
     "MemoryCorruptionError",
     "MemoryError",
+    "MemoryOutcomeUnknownError",
     "MemoryOverloadError",
     "MemoryValidationError",
     "SessionExistsError",
@@ -46,12 +47,21 @@ class MemoryBackendError(MemoryError):
 class TransientBackendError(MemoryBackendError):
     """A storage failure worth retrying: lock contention, a dropped connection, an I/O hiccup.
 
-    ``unreachable`` says the store could not be reached at all (rather than being busy).
+    ``unreachable``: the store could not be reached at all (rather than being busy);
+    ``maybe_applied``: the request may have reached the store before the failure.
     """
 
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, unreachable: bool = False, maybe_applied: bool = False
+    ) -> None:
         super().__init__(message)
         self.unreachable = unreachable
+        self.maybe_applied = maybe_applied
+
+
+class MemoryOutcomeUnknownError(MemoryBackendError):
+    """A write may or may not have been stored (storage failed or stalled after it was sent);
+    sending it again with the same message ids stores nothing twice."""
 
 
 class MemoryCorruptionError(MemoryBackendError):

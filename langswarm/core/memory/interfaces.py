@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from ._content import Kind, kind_of, text_of
 from ._validate import check_plain
@@ -96,46 +96,12 @@ class Message:
     kind: Kind = field(default=Kind.PLAIN, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        role = self.role
-        if role.__class__ is not MessageRole:
-            try:
-                object.__setattr__(self, "role", MessageRole(role))
-            except ValueError:
-                raise MemoryValidationError(
-                    f"unknown message role {role!r}; expected one of "
-                    f"{', '.join(r.value for r in MessageRole)}"
-                ) from None
-        content = self.content
-        if content is not None and content.__class__ is not str and not isinstance(content, list):
-            raise MemoryValidationError(
-                f"message content must be a string, a list of content blocks or None, "
-                f"not {type(content).__name__}"
-            )
-        if self.timestamp.__class__ is not datetime and not isinstance(self.timestamp, datetime):
-            raise MemoryValidationError("message timestamp must be a datetime")
-        if not isinstance(self.message_id, str) or not self.message_id:
-            raise MemoryValidationError("message_id must be a non-empty string")
-        if not isinstance(self.metadata, dict):
-            raise MemoryValidationError("message metadata must be a dict")
-        if self.token_count is not None and (
-            not isinstance(self.token_count, int) or self.token_count < 0
-        ):
-            raise MemoryValidationError("token_count must be a non-negative int or None")
-        if self.item is not None and not isinstance(self.item, dict):
-            raise MemoryValidationError("message item must be a dict or None")
-        if self.metadata:
-            check_plain(self.metadata, "message metadata")
-        if content.__class__ is list:
-            check_plain(content, "message content blocks")
-        if self.function_call is not None:
-            check_plain(self.function_call, "message function_call")
-        if self.tool_calls is not None:
-            check_plain(self.tool_calls, "message tool_calls")
-        if self.item is not None:
-            check_plain(self.item, "message item")
+        if self.role.__class__ is not MessageRole:
+            object.__setattr__(self, "role", _role(self.role))
+        _check_fields(self)
         answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
         asks = bool(self.tool_calls or self.function_call)
-        object.__setattr__(self, "kind", kind_of(answers, content, asks))
+        object.__setattr__(self, "kind", kind_of(answers, self.content, asks))
 
     @property
     def has_tool_calls(self) -> bool:
@@ -150,6 +116,49 @@ class Message:
     def text(self) -> str:
         """The message's text, with content blocks flattened."""
         return text_of(self.content)
+
+
+def _role(value: object) -> MessageRole:
+    try:
+        return MessageRole(cast(str, value))
+    except ValueError:
+        raise MemoryValidationError(
+            f"unknown message role {value!r}; expected one of "
+            f"{', '.join(r.value for r in MessageRole)}"
+        ) from None
+
+
+def _check_fields(message: Message) -> None:
+    content = message.content
+    if content is not None and content.__class__ is not str and not isinstance(content, list):
+        raise MemoryValidationError(
+            f"message content must be a string, a list of content blocks or None, "
+            f"not {type(content).__name__}"
+        )
+    if not isinstance(message.timestamp, datetime):
+        raise MemoryValidationError("message timestamp must be a datetime")
+    if not isinstance(message.message_id, str) or not message.message_id:
+        raise MemoryValidationError("message_id must be a non-empty string")
+    if not isinstance(message.metadata, dict):
+        raise MemoryValidationError("message metadata must be a dict")
+    count = message.token_count
+    if count is not None and (not isinstance(count, int) or count < 0):
+        raise MemoryValidationError("token_count must be a non-negative int or None")
+    if message.item is not None and not isinstance(message.item, dict):
+        raise MemoryValidationError("message item must be a dict or None")
+    _check_structured(message)
+
+
+def _check_structured(message: Message) -> None:
+    """Structured parts must be plain data that every backend stores and reads back."""
+    if message.metadata:
+        check_plain(message.metadata, "message metadata")
+    if message.content.__class__ is list:
+        check_plain(message.content, "message content blocks")
+    for name in ("function_call", "tool_calls", "item"):
+        value = getattr(message, name)
+        if value is not None:
+            check_plain(value, f"message {name}")
 
 
 @dataclass(slots=True)

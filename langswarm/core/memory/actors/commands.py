@@ -14,6 +14,8 @@ from .mailbox import Reply
 __all__ = [
     "LATER",
     "Append",
+    "Read",
+    "Refresh",
     "Archive",
     "Command",
     "Context",
@@ -46,26 +48,42 @@ class Later:
 LATER: Final = Later()
 
 
+class Read:
+    """Marks a command that reads the session: on a store other processes share, the actor
+    first checks that what it holds is current."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Append(Command[Commit]):
-    """Add messages at the end, as one unit; answered with the batch that will store them."""
+    """Add messages at the end, as one unit; answered with the batch that will store them.
+
+    ``held``: the caller is acknowledged before the batch is stored (``buffered``).
+    """
 
     messages: Sequence[Message]
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class GetMessages(Command[list[Message]]):
+class GetMessages(Read, Command[list[Message]]):
+    """``settled``: only messages already stored (a ``committed`` reader does not see other
+    callers' writes that may still fail)."""
+
     limit: int | None = None
     since: datetime | None = None
     roles: frozenset[MessageRole] | None = None
+    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
-class Context(Command[list[Message]]):
+class Context(Read, Command[list[Message]]):
     """A budgeted window: newest messages first, tool calls kept with their results."""
 
     max_tokens: int | None
     include_summaries: bool = False
+    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +92,12 @@ class UpdateMeta(Command[Commit]):
 
     config: dict[str, int | None]
     custom: dict[str, Any]
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Archive(Command[Commit]):
-    pass
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +106,30 @@ class Delete(Command[Commit]):
 
 
 @dataclass(frozen=True, slots=True)
-class GetSummaries(Command[Reply[list[ConversationSummary]]]):
+class GetSummaries(Read, Command[Reply[list[ConversationSummary]]]):
     """The summaries, once any summary being made has landed."""
 
 
 @dataclass(frozen=True, slots=True)
-class CreateSummary(Command[Reply[tuple[ConversationSummary, Commit | None]]]):
-    """Summarise everything so far (after a summary in progress, if any)."""
+class CreateSummary(Read, Command[Reply[ConversationSummary]]):
+    """Summarise everything so far (after a summary in progress, if any); answered once the
+    summary is stored."""
 
     summary_type: SummaryType = SummaryType.MANUAL
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh(Command[None]):
+    """Internal: reload the state from storage (another process changed the session, or a
+    write of ours failed)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SummaryDone(Command[None]):
-    """Internal: a summary task finished (``summary`` is ``None`` when it failed)."""
+    """Internal: a summary task finished; ``summary`` is what it stored (``None``: nothing,
+    because it failed or another process summarised first). ``ours``: made here, rather
+    than another process's that already covered the same messages."""
 
     summary: ConversationSummary | None
     error: BaseException | None
+    ours: bool = True

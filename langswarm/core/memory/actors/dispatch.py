@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import commands as c
 from . import reads, summarizing, writes
 from .commands import LATER
+from .consistency import refresh
 
 if TYPE_CHECKING:
     from .session import SessionActor
@@ -26,4 +28,5 @@ SYNC_HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
 ASYNC_HANDLERS: dict[type, Callable[[SessionActor, Any], Awaitable[Any]]] = {
     **writes.ASYNC,
     **reads.ASYNC,
+    c.Refresh: refresh,
 }

@@ -1,11 +1,14 @@
 """Write-behind persistence: one flusher per backend, batching every session's writes.
 
-Session actors hand the flusher their writes and carry on; the flusher folds them, as they
-arrive, into one :class:`SessionWrite` per session. It runs as soon as it is free: it cuts
-everything pending into one batch, applies it in one backend call, and resolves the batch's
-:class:`Commit`, which callers in ``committed`` mode are waiting on. A lone writer thus waits
-for one commit and many concurrent writers share each commit (group commit), with no timer
-on the critical path.
+Session actors fold their changes, as they make them, into one pending :class:`SessionWrite`
+per session and carry on. The flusher runs as soon as it is free: it cuts everything pending
+into one batch, applies it in one backend call, and resolves the batch's :class:`Commit`,
+which callers in ``committed`` mode wait on. A lone writer thus waits for one commit and
+many concurrent writers share each commit (group commit), with no timer on the critical path.
+
+Transient storage failures are retried with the runtime's policy. A batch holding writes
+already acknowledged (``buffered`` mode) is never given up while the runtime runs: writers
+meet backpressure instead, and only closing with storage still down abandons them, loudly.
 """
 
 from __future__ import annotations
@@ -15,75 +18,71 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._retry import RetryPolicy
-from ..backends.base import Backend, SessionWrite
+from ..backends.base import Backend, SessionWrite, WriteResult
 from ..exceptions import (
     MemoryBackendError,
-    MemoryCorruptionError,
     MemoryError,
-    MemoryOverloadError,
+    MemoryOutcomeUnknownError,
     TransientBackendError,
 )
-from ..interfaces import ConversationSummary, Message, SessionMetadata
 
-__all__ = ["Commit", "Flusher", "FlusherStatistics", "MetaSource"]
+__all__ = ["Commit", "Flusher", "FlusherStatistics", "Key"]
 
 log = logging.getLogger("langswarm.memory")
 
-
-class MetaSource(Protocol):
-    """Whoever owns a session's metadata; read when a batch is cut."""
-
-    def meta_snapshot(self) -> SessionMetadata: ...
+Key = tuple[str, str]  # (session id, incarnation)
 
 
 class Commit:
-    """The outcome of storing one batch, shared by every write that went into it.
+    """The outcome of storing one batch, shared by every write that went into it: an error
+    that hit the whole batch, or each session's own :class:`WriteResult`."""
 
-    A batch fails as a whole, or (when the backend names them) for some sessions only.
-    """
-
-    __slots__ = ("_done", "error", "failed")
+    __slots__ = ("_done", "error", "results")
 
     def __init__(self) -> None:
         self._done = anyio.Event()
         self.error: BaseException | None = None
-        self.failed: frozenset[str] | None = None  # None: the error, if any, hit everyone
+        self.results: dict[Key, WriteResult] = {}
 
-    def _error_for(self, session_id: str | None) -> BaseException | None:
-        if self.error is not None and (
-            self.failed is None or session_id is None or session_id in self.failed
-        ):
-            return self.error
-        return None
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
-    def committed_for(self, session_id: str) -> bool:
-        return self._done.is_set() and self._error_for(session_id) is None
+    def committed_for(self, session_id: str, incarnation: str) -> bool:
+        if not self._done.is_set() or self.error is not None:
+            return False
+        result = self.results.get((session_id, incarnation))
+        return result is None or result.error is None
 
-    def resolve(
-        self, error: BaseException | None = None, failed: frozenset[str] | None = None
-    ) -> None:
-        self.error, self.failed = error, failed
+    def resolve(self, error: BaseException | None, results: dict[Key, WriteResult]) -> None:
+        self.error, self.results = error, results
         self._done.set()
 
-    async def wait(self, session_id: str | None = None, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Return once the batch committed (for ``session_id``); raise its error if not, or
-        ``MemoryOverloadError`` after ``timeout`` seconds (the write may still be stored)."""
+    async def wait(
+        self, key: Key | None = None, timeout: float | None = None  # noqa: ASYNC109
+    ) -> WriteResult | None:
+        """The result for ``key`` once the batch is stored; raise its error (or the batch's),
+        or ``MemoryOutcomeUnknownError`` after ``timeout`` seconds."""
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             await self._done.wait()
         if not self._done.is_set():
-            raise MemoryOverloadError(
-                f"the write was not confirmed within {timeout} s; storage is stalled (it may "
-                "still be stored)"
+            raise MemoryOutcomeUnknownError(
+                f"the write was not confirmed within {timeout} s; storage is slow or "
+                "unreachable and may still store it (retrying with the same message ids "
+                "stores nothing twice)"
             )
-        error = self._error_for(session_id)
-        if error is not None:
-            raise error
+        if self.error is not None:
+            raise self.error
+        result = None if key is None else self.results.get(key)
+        if result is not None and result.error is not None:
+            raise result.error
+        return result
 
 
 class FlusherStatistics(NamedTuple):
@@ -101,19 +100,22 @@ class Flusher:
         self,
         backend: Backend,
         *,
+        writer: str = "",
         capacity: int = 16_384,
         retry: RetryPolicy | None = None,
-        on_failure: Callable[[Sequence[str], BaseException], None] | None = None,
+        on_results: Callable[[Sequence[SessionWrite], Sequence[WriteResult] | None], None]
+        | None = None,
         shutdown_grace: float = 30.0,
     ) -> None:
         self.backend = backend
+        self.writer = writer
         self.capacity = capacity
         self.retry = retry or RetryPolicy()
-        self.on_failure = on_failure
+        self.on_results = on_results
         self.shutdown_grace = shutdown_grace
-        self._writes: dict[str, SessionWrite] = {}  # per session, in arrival order
-        self._sources: dict[str, MetaSource] = {}  # sessions whose metadata the batch stores
-        self._queued = 0  # writes not yet cut into a batch
+        self._writes: dict[Key, SessionWrite] = {}  # pending, in arrival order
+        self._held: set[Key] = set()  # pending writes already acknowledged
+        self._queued = 0  # weight of the pending writes
         self._commit = Commit()
         self._inflight: _Batch | None = None
         self._wake = anyio.Event()
@@ -136,47 +138,21 @@ class Flusher:
                 self._space = anyio.Event()
             await self._space.wait()
 
-    def _write(self, sid: str, weight: int) -> SessionWrite:
-        write = self._writes.get(sid)
+    def write(
+        self, session_id: str, incarnation: str, *, weight: int = 1, held: bool = False
+    ) -> tuple[SessionWrite, Commit]:
+        """The pending write of this session (incarnation) to fold a change into, and the
+        commit that will store it. ``held``: the change is acknowledged already."""
+        key = (session_id, incarnation)
+        write = self._writes.get(key)
         if write is None:
-            write = self._writes[sid] = SessionWrite(session_id=sid)
+            write = self._writes[key] = SessionWrite(session_id, incarnation, self.writer)
+        if held:
+            self._held.add(key)
         self._queued += weight
         if not self._wake.is_set():
             self._wake.set()
-        return write
-
-    def append(
-        self, sid: str, first_seq: int, messages: Sequence[Message], meta: MetaSource
-    ) -> Commit:
-        """Queue messages stored from ``first_seq`` on (callers check :meth:`has_space`)."""
-        write = self._write(sid, len(messages))
-        if not write.messages:
-            write.first_seq = first_seq
-        write.messages.extend(messages)
-        self._sources[sid] = meta
-        return self._commit
-
-    def touch(self, sid: str, meta: MetaSource) -> Commit:
-        """Queue storing the session's metadata as it is when the batch is cut."""
-        self._write(sid, 1)
-        self._sources[sid] = meta
-        return self._commit
-
-    def trim(self, sid: str, before: int) -> Commit:
-        write = self._write(sid, 1)
-        write.trim_before = max(write.trim_before or 0, before)
-        return self._commit
-
-    def summary(self, sid: str, summary: ConversationSummary) -> Commit:
-        self._write(sid, 1).summaries.append(summary)
-        return self._commit
-
-    def delete(self, sid: str) -> Commit:
-        """Queue deleting the session: earlier queued writes to it are moot."""
-        self._write(sid, 1)
-        self._writes[sid] = SessionWrite(session_id=sid, delete=True)
-        self._sources.pop(sid, None)
-        return self._commit
+        return write, self._commit
 
     @property
     def pending(self) -> int:
@@ -213,88 +189,109 @@ class Flusher:
                     self._wake = anyio.Event()
                 await self.flush_once()
         finally:
-            with anyio.move_on_after(self.shutdown_grace, shield=True):
-                # asyncio.run() ends with a native Task.cancel(), which anyio's shield does
-                # not hold off: a batch interrupted that way is finished here first (applying
-                # is idempotent), then whatever was queued after it.
-                interrupted = self._inflight
-                if interrupted is not None:
-                    self._finish(interrupted, await self._store(interrupted))
-                while self._writes:
-                    await self.flush_once()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.shutdown_grace, shield=True):
+            # asyncio.run() ends with a native Task.cancel(), which anyio's shield does not
+            # hold off: a batch interrupted that way is finished here first (applying is
+            # idempotent), then whatever was queued after it.
+            interrupted = self._inflight
+            if interrupted is not None:
+                self._finish(interrupted, await self._store(interrupted))
+            while self._writes:
+                await self.flush_once()
+        unsaved = self._inflight.held if self._inflight is not None else 0
+        unsaved += len(self._held)
+        if unsaved:
+            log.error(
+                "closing with storage unavailable: %d sessions' acknowledged writes were not "
+                "stored within %.0f s and are given up",
+                unsaved,
+                self.shutdown_grace,
+            )
 
     async def flush_once(self) -> None:
         """Apply everything pending, batch after batch, until nothing is left.
 
         The next batch is cut and handed to the backend before the writers of the batch just
         stored resume, so a backend that stores from its own thread is busy with it while the
-        event loop runs them. After a failure, the failed sessions are dealt with first.
+        event loop runs them.
         """
         batch = self._start()
         while batch is not None:
-            error = await self._store(batch)
-            following = self._start() if error is None else None
-            self._finish(batch, error)
+            outcome = await self._store(batch)
+            following = self._start() if not isinstance(outcome, BaseException) else None
+            self._finish(batch, outcome)
             batch = following or self._start()
 
     def _start(self) -> _Batch | None:
         """Cut everything pending into a batch and start storing it."""
         if not self._writes:
             return None
-        writes, sources = self._writes, self._sources
-        self._writes, self._sources = {}, {}
-        for sid, write in writes.items():
-            source = sources.get(sid)
-            if source is not None:
-                write.meta = source.meta_snapshot()
-        batch = _Batch(list(writes.values()), self._queued, self._commit)
+        writes, held = list(self._writes.values()), len(self._held)
+        self._writes, self._held = {}, set()
+        batch = _Batch(writes, self._queued, self._commit, held)
         self._commit = Commit()
         self._queued = 0
         try:
-            batch.attempt = self.backend.apply(batch.writes)
+            batch.attempt = self.backend.apply(writes)
         except Exception as exc:  # surfaces from the retry loop like any failed attempt
             batch.attempt = _raise(exc)
         self._inflight = batch
         return batch
 
-    def _finish(self, batch: _Batch, error: BaseException | None) -> None:
+    def _finish(self, batch: _Batch, outcome: list[WriteResult] | BaseException) -> None:
         """Resolve a stored (or failed) batch: its writers resume, space frees up."""
         self.batches += 1
-        failed: frozenset[str] | None = None
-        if error is None:
-            self.persisted_ops += batch.weight
+        results: dict[Key, WriteResult] = {}
+        if isinstance(outcome, BaseException):
+            self.last_error = outcome
+            log.error("memory flush failed for %d sessions: %s", len(batch.writes), outcome)
+            error: BaseException | None = outcome
+            if self.on_results is not None:
+                self.on_results(batch.writes, None)
         else:
-            self.last_error = error
-            if isinstance(error, MemoryCorruptionError) and error.session_ids:
-                failed = frozenset(error.session_ids)
-            affected = sorted(failed) if failed else [w.session_id for w in batch.writes]
-            log.error("memory flush failed for %d sessions: %s", len(affected), error)
-            if self.on_failure is not None:
-                self.on_failure(affected, error)
-        batch.commit.resolve(error, failed)
+            error = None
+            self.persisted_ops += batch.weight
+            for write, result in zip(batch.writes, outcome, strict=True):
+                results[(write.session_id, write.incarnation)] = result
+            if self.on_results is not None:
+                self.on_results(batch.writes, outcome)
+        batch.commit.resolve(error, results)
         if self._inflight is batch:
             self._inflight = None
         if not self._space.is_set() and self.has_space():
             self._space.set()
 
-    async def _store(self, batch: _Batch) -> BaseException | None:
+    async def _store(self, batch: _Batch) -> list[WriteResult] | BaseException:
         """Await the batch's first attempt, retrying transient failures; shielded."""
         with anyio.CancelScope(shield=True):
             return await self._attempts(batch)
         raise AssertionError("unreachable: a shielded scope is not cancelled")
 
-    async def _attempts(self, batch: _Batch) -> BaseException | None:
-        """The batch's outcome: ``None`` once stored, else the error that ended the retries."""
-        backoff = self.retry.start()
+    async def _attempts(self, batch: _Batch) -> list[WriteResult] | BaseException:
+        """The batch's results, or the error that ended its retries. A batch holding
+        acknowledged writes is retried for as long as it takes."""
+        backoff = (RetryPolicy(None) if batch.held else self.retry).start()
+        maybe_stored = False
         while True:
             attempt, batch.attempt = batch.attempt, None
             try:
-                await (attempt if attempt is not None else self.backend.apply(batch.writes))
-                return None
+                return await (attempt if attempt is not None else self.backend.apply(batch.writes))
             except TransientBackendError as exc:
+                maybe_stored = maybe_stored or exc.maybe_applied
                 delay = backoff.next_delay()
                 if delay is None:
-                    return backoff.exhausted(f"the {self.backend.name} backend", exc)
+                    what = f"the {self.backend.name} backend"
+                    if maybe_stored:
+                        return MemoryOutcomeUnknownError(
+                            f"{what} kept failing for {backoff.elapsed:.1f} s and may have "
+                            f"stored some of these writes: {exc}"
+                        )
+                    return backoff.exhausted(what, exc)
+                if batch.held and delay >= self.retry.cap:
+                    log.warning("storage unavailable, retrying held writes: %s", exc)
                 await anyio.sleep(delay)
             except MemoryError as exc:
                 return exc
@@ -304,13 +301,15 @@ class Flusher:
 
 @dataclass(slots=True)
 class _Batch:
-    """A cut batch: the writes it stores, their weight, its commit and the attempt under way."""
+    """A cut batch: the writes it stores, their weight, its commit, how many of its writes
+    were acknowledged already, and the attempt under way."""
 
     writes: list[SessionWrite]
     weight: int
     commit: Commit
-    attempt: Awaitable[None] | None = None
+    held: int
+    attempt: Awaitable[list[WriteResult]] | None = None
 
 
-async def _raise(exc: BaseException) -> None:
+async def _raise(exc: BaseException) -> list[WriteResult]:
     raise exc

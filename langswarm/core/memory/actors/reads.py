@@ -20,7 +20,7 @@ from ..interfaces import Message
 from . import commands as c
 from .commands import LATER, Later
 from .tail import select
-from .writes import check_expiry
+from .writes import expired, settle_expiry
 
 if TYPE_CHECKING:
     from .session import SessionActor
@@ -34,18 +34,19 @@ COUNT_INLINE_MAX = 64
 
 
 def get_messages(actor: SessionActor, command: c.GetMessages) -> list[Message] | Later:
-    if actor.host.settings.ttl_seconds is not None:
-        check_expiry(actor, datetime.now())
+    if expired(actor, datetime.now()):
+        return LATER
     limit = command.limit
     if limit is not None and limit <= 0:
         return []
     tail = actor.tail
+    end = tail.visible(command.settled)
     if command.since is not None or command.roles is not None:
         if not tail.complete:
             return LATER
-        found = select(tail.messages, limit, command.since, command.roles)
+        found = select(tail.messages[:end], limit, command.since, command.roles)
     else:
-        newest = tail.newest(limit)
+        newest = tail.newest(limit, end)
         if newest is None:
             return LATER
         found = newest
@@ -58,13 +59,19 @@ def get_messages(actor: SessionActor, command: c.GetMessages) -> list[Message] |
 
 
 async def get_messages_later(actor: SessionActor, command: c.GetMessages) -> list[Message]:
+    if expired(actor, datetime.now()):
+        await settle_expiry(actor)
+    limit = command.limit
+    if limit is not None and limit <= 0:
+        return []
     tail = actor.tail
     older: list[Message] = []
     if tail.first < tail.start:
         older = await actor.host.backend.load_messages(
             actor.session_id, start=tail.first, stop=tail.start
         )
-    found = select(older + tail.messages, command.limit, command.since, command.roles)
+    end = tail.visible(command.settled)
+    found = select(older + tail.messages[:end], command.limit, command.since, command.roles)
     uncounted = [m for m in found if m.token_count is None]
     if uncounted:
         await anyio.to_thread.run_sync(ensure_counted, uncounted)
@@ -83,25 +90,27 @@ def _budget(actor: SessionActor, command: c.Context) -> int:
 
 
 def context(actor: SessionActor, command: c.Context) -> list[Message] | Later:
-    if actor.host.settings.ttl_seconds is not None:
-        check_expiry(actor, datetime.now())
+    if expired(actor, datetime.now()):
+        return LATER
     tail = actor.tail
     head, budget, floor = actor.summaries.head(
         command.include_summaries, _budget(actor, command), tail.first
     )
-    window = tail.window(budget, floor)
+    window = tail.window(budget, floor, tail.visible(command.settled))
     if window is None:
         return LATER
     return head + window if head else window
 
 
 async def context_later(actor: SessionActor, command: c.Context) -> list[Message]:
+    if expired(actor, datetime.now()):
+        await settle_expiry(actor)
     tail = actor.tail
     head, budget, floor = actor.summaries.head(
         command.include_summaries, _budget(actor, command), tail.first
     )
     lo = max(tail.start, floor)
-    messages = tail.messages[lo - tail.start :]
+    messages = tail.messages[lo - tail.start : tail.visible(command.settled)]
     while True:
         start, _, exhausted = window_start(messages, 0, len(messages), budget)
         if not exhausted or lo <= floor:

@@ -8,7 +8,9 @@ the live-session cap) and which sessions expired; then it flushes and stops them
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +19,10 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._config import RuntimeSettings
-from ..backends.base import Backend, SessionSnapshot
-from ..exceptions import SessionExistsError
+from ..backends.base import Backend, SessionSnapshot, SessionWrite, WriteResult
+from ..exceptions import MemoryError, SessionNotFoundError
 from ..interfaces import SessionMetadata, Summarizer
-from . import commands as c
+from .consistency import confirm, validate
 from .flusher import Commit, Flusher
 from .session import Phase, SessionActor
 from .supervisor import supervise
@@ -74,9 +76,12 @@ class Registry:
         self.flusher = flusher
         self.settings = settings
         self.summarizer = summarizer
+        self.writer = flusher.writer
+        self.shared = backend.shared
         self._tg = task_group
         self.live: dict[str, SessionActor] = {}
         self._loading: dict[str, _Loading] = {}
+        self._creating: dict[str, Commit] = {}  # creations storage has not confirmed yet
         self._wake = anyio.Event()
         self.activations = 0
         self.passivations = 0
@@ -101,6 +106,26 @@ class Registry:
     def _count_restart(self) -> None:
         self.restarts += 1
 
+    def on_results(
+        self, writes: Sequence[SessionWrite], results: Sequence[WriteResult] | None
+    ) -> None:
+        """Tell each live actor how its write went (the flusher calls this per batch;
+        ``None``: the whole batch failed, and the actors' state may hold what it lost)."""
+        live = self.live
+        for i, write in enumerate(writes):
+            if write.create is not None:
+                self._creating.pop(write.session_id, None)
+            actor = live.get(write.session_id)
+            if (
+                actor is not None
+                and actor.incarnation == write.incarnation
+                and actor.phase is Phase.ACTIVE
+            ):
+                if results is None:
+                    actor.stale()
+                else:
+                    confirm(actor, write, results[i])
+
     # -- activation -----------------------------------------------------------------------
 
     def _start(self, snapshot: SessionSnapshot) -> SessionActor:
@@ -111,70 +136,90 @@ class Registry:
             self._wake.set()
         return actor
 
-    def new(self, meta: SessionMetadata) -> tuple[SessionActor, Commit]:
-        """Start a brand-new session known not to exist (a fresh random id)."""
-        actor = self._start(SessionSnapshot(meta, [], 0, 0, []))
-        return actor, self.flusher.touch(meta.session_id, actor)
+    def create(self, meta: SessionMetadata, *, exclusive: bool) -> tuple[SessionActor, Commit]:
+        """Start a session that storage does not hold yet, and queue its creation; the commit
+        refuses it (``SessionExistsError``, ``SessionOwnershipError``) if another process
+        created it first."""
+        incarnation = os.urandom(8).hex()
+        actor = self._start(SessionSnapshot(meta, [], 0, 0, [], incarnation, 0))
+        write, commit = self.flusher.write(meta.session_id, incarnation)
+        write.create = meta
+        write.exclusive = exclusive
+        self._creating[meta.session_id] = commit
+        return actor, commit
 
-    async def lookup(
-        self, session_id: str, create: SessionMetadata | None = None, exclusive: bool = False
-    ) -> tuple[SessionActor | None, Commit | None]:
-        """The live actor for ``session_id``, activating it from storage if needed.
-
-        With ``create``, a missing session is created from that metadata (and the creating
-        batch returned); with ``exclusive`` too, an existing one raises ``SessionExistsError``.
-        """
+    async def lookup(self, session_id: str) -> SessionActor | None:
+        """The live actor for ``session_id``, activating it from storage if needed."""
         while True:
             actor = self.live.get(session_id)
             if actor is not None and actor.phase is not Phase.STOPPED:
-                if exclusive:
-                    raise SessionExistsError(f"session {session_id} already exists")
-                return actor, None
+                creating = self._creating.get(session_id)
+                if creating is not None:
+                    # Storage may yet refuse this creation (another process took the id).
+                    with contextlib.suppress(MemoryError):
+                        await creating.wait()
+                    continue
+                if not self.shared or actor.phase is not Phase.ACTIVE:
+                    return actor
+                # Another process may have deleted it, or re-created it for someone else.
+                with contextlib.suppress(SessionNotFoundError):
+                    await validate(actor)
+                    return actor
+                continue
             loading = self._loading.get(session_id)
             if loading is None:
                 break
             await loading.done.wait()
         loading = self._loading[session_id] = _Loading()
         try:
-            return await self._activate(session_id, create, exclusive)
+            snapshot = await self._load(session_id)
+            return None if snapshot is None else self._start(snapshot)
         finally:
             del self._loading[session_id]
             loading.done.set()
 
-    async def _activate(
-        self, session_id: str, create: SessionMetadata | None, exclusive: bool
-    ) -> tuple[SessionActor | None, Commit | None]:
+    async def get_or_create(self, meta: SessionMetadata) -> SessionActor:
+        """The session ``meta`` names, created from ``meta`` if storage does not hold it."""
+        while True:
+            actor = await self.lookup(meta.session_id)
+            if actor is not None:
+                return actor
+            actor, commit = self.create(meta, exclusive=False)
+            result = await commit.wait(actor.key, self.settings.call_timeout)
+            if result is not None and result.created:
+                return actor
+            # Another process created it first (for the same user): use theirs.
+
+    async def _load(self, session_id: str) -> SessionSnapshot | None:
         if self.flusher.pending:
             await self.flusher.barrier()
         snapshot = await self.backend.load_session(session_id, tail=self.settings.tail_size)
         if snapshot is not None and self._expired(snapshot.meta, datetime.now()):
-            await self.backend.delete_sessions([session_id])
-            snapshot = None
-        if snapshot is not None:
-            if exclusive:
-                raise SessionExistsError(f"session {session_id} already exists")
-            return self._start(snapshot), None
-        if create is not None:
-            return self.new(create)
-        return None, None
+            cutoff = datetime.now() - timedelta(seconds=self.settings.ttl_seconds or 0)
+            if await self.backend.delete_sessions([session_id], idle_before=cutoff):
+                return None
+            snapshot = await self.backend.load_session(session_id, tail=self.settings.tail_size)
+        return snapshot
 
     def _expired(self, meta: SessionMetadata, now: datetime) -> bool:
         ttl = self.settings.ttl_seconds
         return ttl is not None and meta.updated_at + timedelta(seconds=ttl) <= now
 
-    async def delete(self, session_ids: Sequence[str]) -> int:
-        """Delete sessions, live or stored; return how many existed."""
+    async def delete(
+        self, session_ids: Sequence[str], *, idle_before: datetime | None = None
+    ) -> int:
+        """Delete sessions, live or stored (with ``idle_before``: only those storage finds
+        untouched since then); return how many were deleted."""
         await self.flusher.barrier()
-        existed = 0
+        deleted = await self.backend.delete_sessions(session_ids, idle_before=idle_before)
         for sid in session_ids:
             actor = self.live.get(sid)
             if actor is not None and actor.phase is Phase.ACTIVE:
-                await actor.ask(c.Delete())
-                existed += 1
-        await self.flusher.barrier()
-        stored = [sid for sid in session_ids if sid not in self.live]
-        existed += await self.backend.delete_sessions(stored) if stored else 0
-        return existed
+                if idle_before is None:
+                    actor.gone(SessionNotFoundError(f"session {sid} was deleted"))
+                else:
+                    actor.stale()  # deleted, or kept because it is in use: storage says
+        return deleted
 
     # -- sweeping -------------------------------------------------------------------------
 
@@ -209,16 +254,30 @@ class Registry:
                 self.passivations += 1
 
     async def delete_idle_since(self, cutoff: datetime) -> int:
-        """Delete every session (live or stored) not updated since ``cutoff``.
-
-        Live sessions are judged by their own metadata: storage may already have dropped
-        them (Redis expires keys itself) and then lists nothing for them.
-        """
-        idle = [sid for sid, actor in self.live.items() if actor.meta.updated_at <= cutoff]
-        deleted = await self.delete(idle) if idle else 0
-        await self.flusher.barrier()  # stored metadata is then as recent as the live one
+        """Delete every session, live or stored, that storage finds untouched since
+        ``cutoff`` (a session another process still uses is kept); return how many went."""
+        await self.flusher.barrier()  # stored times are then as recent as the live ones
+        deleted = 0
+        for actor in [a for a in self.live.values() if a.meta.updated_at <= cutoff]:
+            if actor.phase is Phase.ACTIVE and await self._expire(actor, cutoff):
+                deleted += 1
         while True:
             old = await self.backend.list_sessions(updated_before=cutoff, limit=1_000)
             if not old:
                 return deleted
-            deleted += await self.delete([m.session_id for m in old])
+            gone = await self.delete([m.session_id for m in old], idle_before=cutoff)
+            deleted += gone
+            if not gone:
+                return deleted  # all of them in use meanwhile
+
+    async def _expire(self, actor: SessionActor, cutoff: datetime) -> bool:
+        """End a live session idle since ``cutoff`` if storage agrees it is (or already
+        dropped it: Redis expires keys itself); otherwise take in what storage holds."""
+        sid = actor.session_id
+        if not await self.backend.delete_sessions([sid], idle_before=cutoff):
+            stored = await self.backend.load_session(sid, tail=0)
+            if stored is not None and stored.incarnation == actor.incarnation:
+                actor.stale()  # another process used it meanwhile
+                return False
+        actor.gone(SessionNotFoundError(f"session {sid} expired"))
+        return True

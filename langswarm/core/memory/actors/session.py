@@ -30,6 +30,7 @@ from ..backends.base import Backend, SessionSnapshot
 from ..exceptions import MemoryError, SessionFailedError, SessionNotFoundError
 from ..interfaces import SessionMetadata, Summarizer
 from . import commands as c
+from .consistency import validate
 from .dispatch import ASYNC_HANDLERS, LATER, SYNC_HANDLERS
 from .mailbox import ActorStopped, Envelope, Mailbox, MailboxStatistics
 from .summaries import SummaryScheduler
@@ -61,6 +62,10 @@ class ActorHost(Protocol):
     backend: Backend
     settings: RuntimeSettings
     summarizer: Summarizer
+    #: This runtime's name in storage (who made a change).
+    writer: str
+    #: Whether other processes may change the sessions (reads then check what is held).
+    shared: bool
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
 
@@ -80,6 +85,7 @@ class SessionActor:
         "_inbox",
         "_reason",
         "host",
+        "incarnation",
         "last_active",
         "meta",
         "phase",
@@ -87,6 +93,7 @@ class SessionActor:
         "session_id",
         "summaries",
         "tail",
+        "version",
     )
 
     def __init__(self, snapshot: SessionSnapshot, host: ActorHost) -> None:
@@ -100,13 +107,34 @@ class SessionActor:
         self.load(snapshot)
 
     def load(self, snapshot: SessionSnapshot) -> None:
-        """(Re)build the state from storage."""
-        self.meta: SessionMetadata = snapshot.meta
-        self.tail = MessageTail(snapshot.messages, snapshot.first_seq, snapshot.next_seq)
+        """Build the state from storage."""
         self.summaries = SummaryScheduler(snapshot.summaries)
+        self.reload(snapshot)
 
-    def meta_snapshot(self) -> SessionMetadata:
-        return self.meta.copy()
+    def reload(self, snapshot: SessionSnapshot) -> None:
+        """Take what storage holds now (summaries in progress and their callers carry on)."""
+        self.incarnation = snapshot.incarnation
+        #: The stored version the state reflects; ``None`` once it may be out of date.
+        self.version: int | None = snapshot.version
+        self.meta: SessionMetadata = snapshot.meta
+        self.tail = MessageTail(
+            (self.session_id, self.incarnation),
+            snapshot.messages,
+            snapshot.first_seq,
+            snapshot.next_seq,
+        )
+        self.summaries.adopt(snapshot.summaries)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """How the flusher knows this session: its id and incarnation."""
+        return (self.session_id, self.incarnation)
+
+    def stale(self) -> None:
+        """Storage may hold changes this state lacks: rebuild it before it is read again."""
+        if self.version is not None and self.phase is Phase.ACTIVE:
+            self.version = None
+            self.tell(c.Refresh())
 
     @property
     def idle(self) -> bool:
@@ -116,7 +144,7 @@ class SessionActor:
     @property
     def saved(self) -> bool:
         """Every write the actor accepted is stored."""
-        return self.tail.all_saved(self.session_id)
+        return self.tail.all_saved()
 
     def mailbox_statistics(self) -> MailboxStatistics | None:
         """The mailbox's figures while the actor has queued work (``None`` when idle)."""
@@ -128,11 +156,13 @@ class SessionActor:
         """Handle ``command`` and return its result: directly when the actor is idle and the
         command needs no waiting, through the mailbox otherwise."""
         await schedule_point()
+        if isinstance(command, c.Read) and self.host.shared:
+            await validate(self)
         if self._inbox is None and self.phase is Phase.ACTIVE:
             result = self._now(command)
             if result is not LATER:
                 return cast(R, result)
-        return await self._post(command)
+        return await self.post(command)
 
     def tell(self, command: c.Command[None]) -> None:
         """Hand over ``command`` without waiting for it (used from beside the actor)."""
@@ -156,13 +186,13 @@ class SessionActor:
             self.last_active = anyio.current_time()
         return result
 
-    async def _post(self, command: c.Command[R]) -> R:
-        self._raise_if_gone()
+    async def post(self, command: c.Command[R]) -> R:
+        self.raise_if_gone()
         inbox = self._inbox or self._open_inbox()
         try:
             result: R = await inbox.call(command, self.host.settings.call_timeout)
         except ActorStopped:
-            self._raise_if_gone()
+            self.raise_if_gone()
             raise
         return result
 
@@ -172,7 +202,7 @@ class SessionActor:
         self.host.serve(self)
         return inbox
 
-    def _raise_if_gone(self) -> None:
+    def raise_if_gone(self) -> None:
         if self.phase is Phase.FAILED:
             raise SessionFailedError(
                 f"session {self.session_id} crashed more often than its restart limit allows: "
@@ -237,15 +267,22 @@ class SessionActor:
 
     async def recover(self) -> None:
         """Rebuild the state from storage once pending writes have been applied."""
+        snapshot = await self.fetch()
+        if snapshot is not None:
+            self.load(snapshot)
+            self.phase = Phase.ACTIVE
+
+    async def fetch(self) -> SessionSnapshot | None:
+        """What storage holds for this session once our pending writes are applied;
+        ``None`` (and the actor ends) when the session is gone or is another incarnation."""
         await self.host.flusher.barrier()
         snapshot = await self.host.backend.load_session(
             self.session_id, tail=self.host.settings.tail_size
         )
-        if snapshot is None:
+        if snapshot is None or snapshot.incarnation != self.incarnation:
             self.gone(SessionNotFoundError(f"session {self.session_id} was deleted"))
-            return
-        self.load(snapshot)
-        self.phase = Phase.ACTIVE
+            return None
+        return snapshot
 
     def terminate(self, phase: Phase, error: BaseException | None = None) -> None:
         """End the actor: every queued and waiting caller gets ``error`` (``ActorStopped``,

@@ -9,32 +9,26 @@ fold into the next. A manual summary asked for during another runs right after i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._tokens import ensure_counted
 from ..interfaces import ConversationSummary, Message, MessageRole, SummaryType
 from .mailbox import Reply
-from .tail import MessageTail
-
-if TYPE_CHECKING:
-    from .flusher import Commit
 
 __all__ = ["SummaryJob", "SummaryScheduler", "summary_message"]
 
-Made = tuple[ConversationSummary, "Commit | None"]
+Made = ConversationSummary
 
 
 @dataclass(frozen=True, slots=True)
 class SummaryJob:
-    """One summary to make: ``recent`` messages held in memory, plus ``older`` (a sequence
-    range) to load, folded into ``previous``; it covers the session up to ``end``."""
+    """One summary to make: the stored messages from ``start`` up to ``end`` (moved back, if
+    needed, so that no tool exchange is split), folded into ``previous``."""
 
     summary_type: SummaryType
     previous: ConversationSummary | None
-    older: tuple[int, int] | None
-    recent: list[Message]
+    start: int
     end: int
-    trigger: int
 
 
 def summary_message(summary: ConversationSummary) -> Message:
@@ -45,6 +39,18 @@ def summary_message(summary: ConversationSummary) -> Message:
         timestamp=summary.created_at,
         message_id=f"summary-{summary.summary_id}",
         metadata={"summary_id": summary.summary_id, "covers_through": summary.covers_through},
+    )
+
+
+def _last_trigger(summaries: list[ConversationSummary]) -> int:
+    """The trigger point of the latest automatic summary (0 without one)."""
+    return max(
+        (
+            int(s.metadata.get("trigger_seq", s.covers_through))
+            for s in summaries
+            if s.summary_type is SummaryType.AUTOMATIC
+        ),
+        default=0,
     )
 
 
@@ -68,14 +74,7 @@ class SummaryScheduler:
         self.running = False
         self.due = False
         self._due_end = 0
-        self._last_trigger = max(
-            (
-                int(s.metadata.get("trigger_seq", s.covers_through))
-                for s in summaries
-                if s.summary_type is SummaryType.AUTOMATIC
-            ),
-            default=0,
-        )
+        self._last_trigger = _last_trigger(summaries)
         self._waiting: list[Reply[Made]] = []  # callers of the summary being made
         self._queued: list[Reply[Made]] = []  # manual summaries asked for meanwhile
         self._listing: list[Reply[list[ConversationSummary]]] = []
@@ -107,28 +106,30 @@ class SummaryScheduler:
         """Messages from here on stay in memory for a due summary to check its cut against."""
         return self._due_end - evict_margin if self.due else None
 
-    def due_job(self, tail: MessageTail) -> SummaryJob | None:
+    def due_job(self, first: int, next_seq: int) -> SummaryJob | None:
         """The automatic summary to start now, if one is due and none runs."""
         if not self.due or self.running:
             return None
-        return self.plan(SummaryType.AUTOMATIC, tail, self._due_end)
+        return self.plan(SummaryType.AUTOMATIC, first, next_seq, self._due_end)
 
     def plan(
-        self, summary_type: SummaryType, tail: MessageTail, end: int | None = None
+        self, summary_type: SummaryType, first: int, next_seq: int, end: int | None = None
     ) -> SummaryJob | None:
         """Mark a summary of ``[latest end, end)`` (default: everything so far) as running."""
         previous = self.latest
-        start = max(previous.covers_through if previous else tail.first, tail.first)
-        trigger = tail.next if end is None else end
-        end = tail.next if end is None else max(min(end, tail.next), start)
-        end = tail.cut_point(start, end)
+        start = max(previous.covers_through if previous else first, first)
+        end = next_seq if end is None else max(min(end, next_seq), start)
         if end <= start and summary_type is SummaryType.AUTOMATIC:
-            self.due = False  # nothing new to cover (the cut moved back)
+            self.due = False  # nothing new to cover
             return None
-        older = (start, min(end, tail.start)) if start < tail.start else None
         self.running = True
         self.due = False
-        return SummaryJob(summary_type, previous, older, tail.between(start, end), end, trigger)
+        return SummaryJob(summary_type, previous, start, end)
+
+    def adopt(self, summaries: list[ConversationSummary]) -> None:
+        """Take the summaries storage holds (another process may have added some)."""
+        self.summaries = summaries
+        self._last_trigger = max(self._last_trigger, _last_trigger(summaries))
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -146,16 +147,14 @@ class SummaryScheduler:
         self._listing.append(reply)
         return reply
 
-    def finish(self, summary: ConversationSummary | None, error: BaseException | None) -> bool:
-        """Record a finished summary; return whether it extends the session's (to store)."""
+    def finish(self, summary: ConversationSummary | None) -> None:
+        """Record a finished summary (``None``: it failed or was not stored)."""
         self.running = False
-        accepted = False
-        if summary is not None:
-            latest = self.latest
-            accepted = latest is None or summary.covers_through > latest.covers_through
-            if accepted:
-                self.summaries.append(summary)
-        return accepted
+        latest = self.latest
+        if summary is None:
+            return
+        if latest is None or summary.covers_through > latest.covers_through:
+            self.summaries.append(summary)
 
     def settle(self, made: Made | None, error: BaseException) -> bool:
         """Answer the callers of the finished summary; return whether queued manual ones want

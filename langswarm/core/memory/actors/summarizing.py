@@ -28,7 +28,8 @@ def create_summary(actor: SessionActor, command: c.CreateSummary) -> Reply[Made]
     """Summarise everything so far; asked during another summary, it runs right after."""
     reply, now = actor.summaries.ask()
     if now:
-        job = actor.summaries.plan(command.summary_type, actor.tail)
+        tail = actor.tail
+        job = actor.summaries.plan(command.summary_type, tail.first, tail.next)
         if job is not None:
             start_summary(actor, job)
     return reply
@@ -36,23 +37,22 @@ def create_summary(actor: SessionActor, command: c.CreateSummary) -> Reply[Made]
 
 def summary_done(actor: SessionActor, command: c.SummaryDone) -> None:
     """Splice in a finished summary, answer its callers and start what waits for it."""
-    summaries = actor.summaries
+    summaries, tail = actor.summaries, actor.tail
     summary = command.summary
-    made: Made | None = None
-    if summary is not None:
-        commit = None
-        if summaries.finish(summary, None):
-            commit = actor.host.flusher.summary(actor.session_id, summary)
-        made = (summary, commit)
-    else:
-        summaries.finish(None, command.error)
-        # Retried at the next trigger; appends never see this failure.
-    again = summaries.settle(made, SummarizationError(f"summary failed: {command.error}"))
-    if summary is not None and actor.meta.max_messages is not None:
+    summaries.finish(summary)
+    failure = SummarizationError(
+        f"summary failed: {command.error}"
+        if command.error is not None
+        else "another process summarised this session meanwhile; ask again"
+    )
+    again = summaries.settle(summary, failure)
+    if not command.ours:
+        actor.stale()  # take in what other processes stored meanwhile
+    elif summary is not None and actor.meta.max_messages is not None:
         trim(actor)
-    job = summaries.plan(SummaryType.MANUAL, actor.tail) if again else None
+    job = summaries.plan(SummaryType.MANUAL, tail.first, tail.next) if again else None
     if job is None and summary is not None:
-        job = summaries.due_job(actor.tail)
+        job = summaries.due_job(tail.first, tail.next)
     if job is not None:
         start_summary(actor, job)
     summaries.release_listing()

@@ -27,15 +27,18 @@ class InvariantBroken(Exception):
 class Saving(Protocol):
     """The commit a write rides on."""
 
-    def committed_for(self, session_id: str) -> bool: ...
+    def committed_for(self, session_id: str, incarnation: str) -> bool: ...
 
 
 class MessageTail:
     """See the module docstring."""
 
-    __slots__ = ("_unsaved", "first", "messages", "next", "start")
+    __slots__ = ("_key", "_unsaved", "first", "messages", "next", "start")
 
-    def __init__(self, messages: list[Message], first: int, next_seq: int) -> None:
+    def __init__(
+        self, key: tuple[str, str], messages: list[Message], first: int, next_seq: int
+    ) -> None:
+        self._key = key  # (session id, incarnation): what the commits are asked about
         self.messages = messages
         self.first = first
         self.next = next_seq
@@ -51,16 +54,16 @@ class MessageTail:
         """Whether memory holds every stored message (nothing to page in)."""
         return self.start <= self.first
 
-    def check(self, session_id: str) -> None:
+    def check(self) -> None:
         if self.start + len(self.messages) != self.next or self.start < self.first:
             raise InvariantBroken(
-                f"session {session_id}: tail [{self.start}, +{len(self.messages)}) does not end "
+                f"session {self._key[0]}: tail [{self.start}, +{len(self.messages)}) does not end "
                 f"at {self.next} or starts before {self.first}"
             )
 
     # -- writes ----------------------------------------------------------------------------
 
-    def append(self, messages: Sequence[Message], commit: Saving, session_id: str) -> int:
+    def append(self, messages: Sequence[Message], commit: Saving) -> int:
         """Add ``messages`` (stored by ``commit``); return the first one's sequence number."""
         first = self.next
         self.messages.extend(messages)
@@ -69,30 +72,30 @@ class MessageTail:
         if unsaved is None:
             unsaved = self._unsaved = deque()
         else:
-            self._forget_saved(session_id)
+            self._forget_saved()
         if not unsaved or unsaved[-1][1] is not commit:
             unsaved.append((first, commit))
         return first
 
-    def _forget_saved(self, session_id: str) -> None:
+    def _forget_saved(self) -> None:
         unsaved = self._unsaved
-        while unsaved and unsaved[0][1].committed_for(session_id):
+        while unsaved and unsaved[0][1].committed_for(*self._key):
             unsaved.popleft()
 
-    def saved_before(self, session_id: str) -> int:
+    def saved_before(self) -> int:
         """Every message below the returned sequence number is stored."""
-        self._forget_saved(session_id)
+        self._forget_saved()
         return self._unsaved[0][0] if self._unsaved else self.next
 
-    def all_saved(self, session_id: str) -> bool:
-        return self.saved_before(session_id) == self.next
+    def all_saved(self) -> bool:
+        return self.saved_before() == self.next
 
-    def evict(self, keep: int, floor: int, session_id: str) -> None:
+    def evict(self, keep: int, floor: int) -> None:
         """Past twice ``keep`` messages, drop the oldest down to ``keep``, never one that is
         not stored yet nor one at or after ``floor``."""
         if len(self.messages) <= 2 * keep:
             return
-        stored = self.saved_before(session_id)
+        stored = self.saved_before()
         drop = min(len(self.messages) - keep, stored - self.start, floor - self.start)
         if drop > 0:
             del self.messages[:drop]
@@ -119,39 +122,32 @@ class MessageTail:
             del self.messages[: seq - self.start]
             self.start = seq
 
-    def cut_point(self, start: int, end: int) -> int:
-        """Move a summary's end back so it splits no tool exchange; ``start`` if it cannot be
-        checked here."""
-        if end > self.start:
-            return self.start + safe_boundary(self.messages, end - self.start)
-        if self.messages and self.messages[0].is_tool_result:
-            return start
-        return max(end, min(self.start, self.next))
-
-    def between(self, start: int, end: int) -> list[Message]:
-        """The messages of ``[start, end)`` that memory holds."""
-        return self.messages[max(start - self.start, 0) : max(end - self.start, 0)]
-
     # -- reads -----------------------------------------------------------------------------
 
-    def window(self, budget: int, floor: int) -> list[Message] | None:
-        """The newest messages from ``floor`` on that fit ``budget``; ``None`` when older
-        messages, not in memory, could extend it."""
+    def visible(self, settled: bool) -> int:
+        """How many of the messages in memory a reader sees: all of them, or (``settled``)
+        only those stored, leaving out writes still on their way to storage."""
+        if not settled:
+            return len(self.messages)
+        return self.saved_before() - self.start
+
+    def window(self, budget: int, floor: int, end: int) -> list[Message] | None:
+        """The newest of ``messages[:end]`` from ``floor`` on that fit ``budget``; ``None``
+        when older messages, not in memory, could extend it."""
         messages = self.messages
-        start, _, exhausted = window_start(
-            messages, max(floor - self.start, 0), len(messages), budget
-        )
+        start, _, exhausted = window_start(messages, max(floor - self.start, 0), end, budget)
         if exhausted and self.start > floor:
             return None
-        return messages[start:]
+        return messages[start:end]
 
-    def newest(self, limit: int | None) -> list[Message] | None:
-        """The newest ``limit`` (all, for ``None``); ``None`` if memory does not hold them."""
+    def newest(self, limit: int | None, end: int) -> list[Message] | None:
+        """The newest ``limit`` of ``messages[:end]`` (all, for ``None``); ``None`` if memory
+        does not hold them."""
         if limit is None:
-            return list(self.messages) if self.complete else None
-        if limit > len(self.messages) and not self.complete:
+            return self.messages[:end] if self.complete else None
+        if limit > end and not self.complete:
             return None
-        return self.messages[-limit:]
+        return self.messages[max(end - limit, 0) : end]
 
 
 def select(

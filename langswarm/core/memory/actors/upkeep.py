@@ -1,17 +1,24 @@
 """What keeps a live session within its limits after it changes: memory eviction,
 ``max_messages`` trims, and summaries, which run beside the actor and report back.
+
+A summary is made from what storage holds (so it covers exactly the messages it saw, whoever
+wrote them), and stored only if it folds in the latest stored summary; on a store other
+processes share, an automatic summary is first claimed there, so that only one process makes
+it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import anyio
 
 from .._tokens import count_text_tokens
-from ..interfaces import ConversationSummary, Message
+from .._windows import safe_boundary
+from ..interfaces import ConversationSummary, SummaryType
 from . import commands as c
 from .summaries import SummaryJob
 
@@ -33,30 +40,31 @@ def after_append(actor: SessionActor) -> None:
     # boundary checked against the messages themselves.
     keep = max(actor.host.settings.tail_size, meta.max_messages or 0)
     floor = summaries.floor(EVICTION_MARGIN)
-    tail.evict(keep, tail.next if floor is None else floor, actor.session_id)
+    tail.evict(keep, tail.next if floor is None else floor)
     summaries.on_append(tail.next, meta.auto_summarize_threshold)
     if meta.max_messages is not None:
         trim(actor)
-    job = summaries.due_job(tail)
+    job = summaries.due_job(tail.first, tail.next)
     if job is not None:
         start_summary(actor, job)
-    tail.check(actor.session_id)
+    tail.check()
 
 
 def trim(actor: SessionActor) -> None:
     """Enforce ``max_messages``, dropping only what the latest summary covers; ask for a
-    summary when too little is covered."""
+    summary when too little is covered. A trim is cut against the messages this actor holds,
+    so it is stored only if nobody else changed the session since they were current."""
     limit = actor.meta.max_messages
     tail = actor.tail
     if limit is None or tail.next - tail.first <= limit:
         return
     covered = actor.summaries.covered(tail.first)
     target = tail.trim_point(limit, covered)
-    if target is not None:
+    if target is not None and actor.version is not None:
         tail.drop_before(target)
-        flusher = actor.host.flusher
-        flusher.trim(actor.session_id, target)
-        flusher.touch(actor.session_id, actor)
+        write, _ = actor.host.flusher.write(*actor.key)
+        write.trim_before = max(write.trim_before or 0, target)
+        write.trim_base = actor.version
     actor.summaries.on_trim(covered, tail.next - limit, tail.next)
 
 
@@ -65,42 +73,88 @@ def start_summary(actor: SessionActor, job: SummaryJob) -> None:
 
 
 async def _make_summary(actor: SessionActor, job: SummaryJob) -> None:
-    """Runs beside the actor on a copy of what it covers; reports back with ``SummaryDone``.
+    """Runs beside the actor; reports back with ``SummaryDone``.
 
     Messages appended meanwhile are not touched: the summary covers ``[start, end)`` only,
     and the actor splices it in when it arrives.
     """
     summary: ConversationSummary | None = None
     error: BaseException | None = None
+    ours = False
     try:
-        summary = await _summarize(actor, job)
+        if await _claimed(actor, job):
+            summary, ours = await _stored_summary(actor, job)
     except Exception as exc:
         log.warning("summary of session %s failed: %s", actor.session_id, exc)
         error = exc
-    actor.tell(c.SummaryDone(summary, error))
+    actor.tell(c.SummaryDone(summary, error, ours))
 
 
-async def _summarize(actor: SessionActor, job: SummaryJob) -> ConversationSummary:
+async def _claimed(actor: SessionActor, job: SummaryJob) -> bool:
+    """Claim an automatic summary on a shared store; ``False``: another process makes it."""
+    if not actor.host.shared or job.summary_type is not SummaryType.AUTOMATIC:
+        return True
+    write, commit = actor.host.flusher.write(*actor.key)
+    write.claim = job.end
+    result = await commit.wait(actor.key, actor.host.settings.call_timeout)
+    return result is not None and result.claimed
+
+
+async def _stored_summary(
+    actor: SessionActor, job: SummaryJob
+) -> tuple[ConversationSummary | None, bool]:
+    """Make and store the summary of ``job``; say whether it is ours. If another process
+    stored a summary first, fold that one in and try again: the answer is a stored summary
+    reaching ``job.end`` (theirs, if it does)."""
+    for _ in range(3):
+        made = await _summarize(actor, job)
+        if made is None:
+            return None, True
+        summary, stored = made
+        if stored or summary.covers_through <= job.start:
+            return summary, True
+        snapshot = await actor.host.backend.load_session(actor.session_id, tail=0)
+        latest = snapshot.summaries[-1] if snapshot and snapshot.summaries else None
+        if latest is None:
+            break
+        if latest.covers_through >= job.end:
+            return latest, False
+        job = replace(job, previous=latest, start=latest.covers_through)
+    return None, False
+
+
+async def _summarize(
+    actor: SessionActor, job: SummaryJob
+) -> tuple[ConversationSummary, bool] | None:
+    """Summarise what storage holds of ``[start, end)``, cut where no tool exchange splits,
+    and store it; say whether it was stored (not when another summary came first). ``None``:
+    an automatic summary found nothing new once the cut moved back."""
     host = actor.host
-    messages: list[Message] = []
-    if job.older is not None:
-        messages = await host.backend.load_messages(
-            actor.session_id, start=job.older[0], stop=job.older[1]
-        )
-    messages += job.recent
+    await host.flusher.barrier()  # what this actor wrote up to ``end`` is stored
+    loaded = await host.backend.load_messages(actor.session_id, start=job.start, stop=job.end + 1)
+    cut = safe_boundary(loaded, min(job.end - job.start, len(loaded)))
+    messages = loaded[:cut]
+    if not messages and job.summary_type is SummaryType.AUTOMATIC:
+        return None
     text = await host.summarizer.summarize(
         messages, previous=job.previous, max_tokens=host.settings.summary_max_tokens
     )
     tokens = await anyio.to_thread.run_sync(count_text_tokens, text)
     previous = job.previous
-    return ConversationSummary(
-        summary_id=f"{actor.session_id}:{job.end}:{job.summary_type.value}",
+    end = job.start + cut
+    summary = ConversationSummary(
+        summary_id=f"{actor.session_id}:{end}:{job.summary_type.value}",
         session_id=actor.session_id,
         summary_text=text,
         message_count=(previous.message_count if previous else 0) + len(messages),
         token_count=tokens,
         created_at=datetime.now(),
         summary_type=job.summary_type,
-        covers_through=job.end,
-        metadata={"trigger_seq": job.trigger},
+        covers_through=end,
+        metadata={"trigger_seq": job.end},
     )
+    write, commit = host.flusher.write(*actor.key)
+    write.summary = summary
+    write.summary_base = previous.summary_id if previous else ""
+    result = await commit.wait(actor.key, host.settings.call_timeout)
+    return summary, result is not None and result.summary_stored

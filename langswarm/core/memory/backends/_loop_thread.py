@@ -35,6 +35,11 @@ class LoopThread:
         self._lock = threading.Lock()
 
     @property
+    def started(self) -> bool:
+        """Whether the loop has been started (and not stopped since)."""
+        return self._loop is not None
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The private loop, started on first use."""
         with self._lock:

@@ -1,12 +1,16 @@
 """The storage backend interface.
 
-A backend stores sessions, their messages (addressed by a per-session sequence number) and
-their summaries. It never sees single appends: the flusher hands it batches of
-:class:`SessionWrite`, one per session, and the backend applies each batch atomically.
-Backends raise only :mod:`langswarm.core.memory.exceptions` errors: driver errors are
-mapped at this boundary (those worth retrying to ``TransientBackendError``). Backends never
-retry: the runtime does, with one policy (``RetryingBackend`` for reads, the flusher for
-batches).
+Storage, not any process's cache, decides a session's order, ownership and lifecycle, so that
+several processes can share one store. Each session has an *incarnation* (a token drawn when
+it is created: a deleted and re-created session is another incarnation) and a *version*, which
+every change increments. Writes name the incarnation they were built on and are refused for
+any other; readers compare versions to know whether what they hold is current.
+
+The flusher hands a backend batches of :class:`SessionWrite`, one per session; a backend
+applies each session's write atomically and reports a :class:`WriteResult` for each. One
+session's refusal or failure never fails the others of its batch. Backends raise only
+:mod:`langswarm.core.memory.exceptions` errors (those worth retrying as
+``TransientBackendError``) and never retry: the runtime does, with one policy.
 """
 
 from __future__ import annotations
@@ -16,37 +20,106 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..exceptions import MemoryError
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
 
-__all__ = ["Backend", "SessionSnapshot", "SessionWrite"]
+__all__ = [
+    "Backend",
+    "SessionSnapshot",
+    "SessionState",
+    "SessionWrite",
+    "WriteResult",
+]
 
 
 @dataclass(slots=True)
 class SessionWrite:
-    """Everything one batch changes in one session.
+    """What one batch changes in one session. The store applies it in this order:
 
-    Applied in this order: when ``delete`` is set, everything stored for the session is removed
-    first; then ``meta`` is upserted (``None`` leaves it unchanged); then ``messages`` are stored
-    at sequence numbers ``first_seq, first_seq + 1, ...``; then messages with a sequence number
-    below ``trim_before`` are removed; then ``summaries`` are stored (replacing any with the
-    same ``summary_id``).
+    1. ``delete``: remove the session if it is ``incarnation`` (``"*"``: whatever is stored;
+       another incarnation is refused, as its session is gone already);
+    2. ``create``: store ``create`` (its ``incarnation``) if the session is absent; if present,
+       refuse an ``exclusive`` create, or one by another owner;
+    3. the rest applies only to ``incarnation`` (refused for any other, or none) and, with
+       ``expect_version``, only while the version is that one (else ``conflict``):
+       ``messages`` are appended at the end, each at most once per session (an id already
+       stored is skipped; refused while the session is archived); ``settings`` (the
+       ``max_*``/``auto_summarize_threshold`` fields), ``custom`` (merged key by key),
+       ``status`` and ``touched`` (the new ``updated_at``) are set; ``summary`` is stored if
+       it folds in the latest stored summary (``summary_base``, ``""`` for none) and covers more;
+       messages below ``trim_before`` go, but never one the latest summary does not cover,
+       and only if every change since version ``trim_base`` came from this ``writer`` (whose
+       view of the session the cut was checked against); ``claim`` claims the automatic
+       summary of that trigger point for ``claim_seconds``.
+
+    A write with nothing but an incarnation only reports the session's state (a probe).
     """
 
     session_id: str
-    meta: SessionMetadata | None = None
-    messages: list[Message] = field(default_factory=list)
-    first_seq: int = 0
-    trim_before: int | None = None
-    summaries: list[ConversationSummary] = field(default_factory=list)
+    incarnation: str = ""
+    writer: str = ""
     delete: bool = False
+    create: SessionMetadata | None = None
+    exclusive: bool = False
+    expect_version: int | None = None
+    messages: list[Message] = field(default_factory=list)
+    settings: dict[str, int | None] = field(default_factory=dict)
+    custom: dict[str, Any] = field(default_factory=dict)
+    status: SessionStatus | None = None
+    touched: datetime | None = None
+    summary: ConversationSummary | None = None
+    summary_base: str = ""
+    trim_before: int | None = None
+    trim_base: int = 0
+    claim: int | None = None
+    claim_seconds: float = 300.0
+
+    def drop_changes(self) -> None:
+        """Forget every change but a delete or create (when the session goes anyway)."""
+        self.messages = []
+        self.settings, self.custom = {}, {}
+        self.status = self.touched = self.summary = None
+        self.trim_before = self.claim = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What the store holds for a session, as of one operation."""
+
+    incarnation: str | None  # None: no such session
+    owner: str | None
+    version: int
+    first_seq: int
+    next_seq: int
+
+
+ABSENT = SessionState(None, None, 0, 0, 0)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """How a :class:`SessionWrite` went; ``state`` is the session after it.
+
+    ``error`` says why the write was refused or failed (nothing of it was stored);
+    ``conflict`` that ``expect_version`` did not hold (nothing stored, no error).
+    """
+
+    state: SessionState
+    version_before: int = 0
+    appended_at: int | None = None  # sequence number of the first message stored
+    created: bool = False
+    summary_stored: bool = False
+    claimed: bool = False
+    conflict: bool = False
+    error: MemoryError | None = None
 
 
 @dataclass(slots=True)
 class SessionSnapshot:
     """A session as loaded from storage: metadata, the newest messages and all summaries.
 
-    ``messages`` holds sequence numbers ``next_seq - len(messages)`` up to ``next_seq``;
-    ``first_seq`` is the lowest sequence number still stored (older ones were trimmed).
+    ``messages`` are the newest stored ones, oldest first, the last of them at
+    ``next_seq - 1``; ``first_seq`` is the lowest sequence number still stored.
     """
 
     meta: SessionMetadata
@@ -54,6 +127,8 @@ class SessionSnapshot:
     first_seq: int
     next_seq: int
     summaries: list[ConversationSummary]
+    incarnation: str = ""
+    version: int = 0
 
 
 class Backend(Protocol):
@@ -63,6 +138,8 @@ class Backend(Protocol):
     name: str
     #: Whether data outlives the process; decides the default durability mode.
     persistent: bool
+    #: Whether other processes can reach the same data (then reads check what they hold).
+    shared: bool
     #: Seconds after which storage expires an untouched session by itself (``None``: never).
     ttl_seconds: float | None
 
@@ -76,14 +153,13 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Release connections. Idempotent."""
 
-    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
-        """Apply ``batch`` atomically (all of it or, on error, none of it).
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[list[WriteResult]]:
+        """Apply each write of ``batch`` atomically; one result per write, in order.
 
         Persistent backends store every message with its token count, counting (on their
-        own thread) those that arrive without one.
-
-        A backend that stores from another thread starts at the call, so the flusher can
-        start one batch before it resumes the writers of the last; awaiting gives the outcome.
+        own thread) those that arrive without one. A backend that stores from another thread
+        starts at the call, so the flusher can start one batch before it resumes the writers
+        of the last; awaiting gives the outcome.
         """
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
@@ -106,5 +182,8 @@ class Backend(Protocol):
         """At least ``total_sessions``, ``total_messages``, ``total_summaries`` and
         ``storage_size_mb`` (``None`` where the backend cannot tell)."""
 
-    async def delete_sessions(self, session_ids: Sequence[str]) -> int:
-        """Delete sessions with all their data; return how many existed."""
+    async def delete_sessions(
+        self, session_ids: Sequence[str], *, idle_before: datetime | None = None
+    ) -> int:
+        """Delete sessions with all their data; return how many were deleted. With
+        ``idle_before``, only those not updated since then (checked as each is deleted)."""

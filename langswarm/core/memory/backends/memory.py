@@ -1,36 +1,35 @@
-"""In-process storage: fastest, nothing outlives the process."""
+"""In-process storage: fastest, nothing outlives the process, nothing shared with another."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
-from .base import SessionSnapshot, SessionWrite
+from ._rows import Row, plan
+from .base import SessionSnapshot, SessionWrite, WriteResult
 
 __all__ = ["InMemoryBackend"]
 
 
 @dataclass(slots=True)
 class _Stored:
-    meta: SessionMetadata
-    messages: list[Message] = field(default_factory=list)
-    first_seq: int = 0
+    row: Row
+    messages: dict[int, Message] = field(default_factory=dict)  # by sequence number
+    ids: set[str] = field(default_factory=set)
     summaries: dict[str, ConversationSummary] = field(default_factory=dict)
-
-    @property
-    def next_seq(self) -> int:
-        return self.first_seq + len(self.messages)
 
 
 class InMemoryBackend:
-    """Keeps sessions in dicts. Batches are applied synchronously, hence atomically."""
+    """Keeps sessions in dicts. Writes are applied synchronously, hence atomically."""
 
     name = "memory"
     persistent = False
-    ttl_seconds = None
+    shared = False
+    ttl_seconds: float | None = None
 
     def __init__(self) -> None:
         self._sessions: dict[str, _Stored] = {}
@@ -44,58 +43,59 @@ class InMemoryBackend:
     async def close(self) -> None:
         return None
 
-    async def apply(self, batch: Sequence[SessionWrite]) -> None:
-        sessions = self._sessions
-        for write in batch:
-            sid = write.session_id
-            if write.delete:
-                sessions.pop(sid, None)
-            stored = sessions.get(sid)
-            if write.meta is not None:
-                if stored is None:
-                    stored = sessions[sid] = _Stored(
-                        meta=write.meta.copy(), first_seq=write.first_seq
-                    )
-                else:
-                    stored.meta = write.meta.copy()
+    async def apply(self, batch: Sequence[SessionWrite]) -> list[WriteResult]:
+        return [self._apply(write) for write in batch]
+
+    def _apply(self, write: SessionWrite) -> WriteResult:
+        sid = write.session_id
+        stored = self._sessions.get(sid)
+        outcome = plan(
+            write,
+            None if stored is None else stored.row,
+            lambda ids: [] if stored is None else [i for i in ids if i in stored.ids],
+            time.time(),
+        )
+        if outcome.delete:
+            self._sessions.pop(sid, None)
+            stored = None
+        if outcome.row is not None:
             if stored is None:
-                continue
-            if write.messages:
-                if write.first_seq != stored.next_seq:
-                    # Re-applied after a retry: keep what is already stored.
-                    skip = stored.next_seq - write.first_seq
-                    stored.messages.extend(write.messages[max(skip, 0) :])
-                else:
-                    stored.messages.extend(write.messages)
-            if write.trim_before is not None and write.trim_before > stored.first_seq:
-                drop = min(write.trim_before, stored.next_seq) - stored.first_seq
-                del stored.messages[:drop]
-                stored.first_seq += drop
-            for summary in write.summaries:
-                stored.summaries[summary.summary_id] = summary
+                stored = self._sessions[sid] = _Stored(outcome.row)
+            stored.row = outcome.row
+        if stored is None:
+            return outcome.result
+        for seq, message in outcome.messages:
+            stored.messages[seq] = message
+            stored.ids.add(message.message_id)
+        if outcome.summary is not None:
+            stored.summaries[outcome.summary.summary_id] = outcome.summary
+        if outcome.trim_to is not None:
+            for seq in [s for s in stored.messages if s < outcome.trim_to]:
+                stored.ids.discard(stored.messages.pop(seq).message_id)
+            stored.row.count = len(stored.messages)
+        return outcome.result
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         stored = self._sessions.get(session_id)
         if stored is None:
             return None
-        messages = stored.messages[-tail:] if tail > 0 else []
-        meta = stored.meta.copy()
-        meta.message_count = stored.next_seq  # what storage holds decides
+        row = stored.row
+        seqs = sorted(stored.messages)[-tail:] if tail > 0 else []
         return SessionSnapshot(
-            meta=meta,
-            messages=list(messages),
-            first_seq=stored.first_seq,
-            next_seq=stored.next_seq,
+            meta=row.meta(),
+            messages=[stored.messages[seq] for seq in seqs],
+            first_seq=row.first_seq,
+            next_seq=row.next_seq,
             summaries=sorted(stored.summaries.values(), key=lambda s: s.covers_through),
+            incarnation=row.incarnation,
+            version=row.version,
         )
 
     async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
         stored = self._sessions.get(session_id)
         if stored is None:
             return []
-        lo = max(start - stored.first_seq, 0)
-        hi = max(stop - stored.first_seq, 0)
-        return stored.messages[lo:hi]
+        return [stored.messages[seq] for seq in sorted(stored.messages) if start <= seq < stop]
 
     async def list_sessions(
         self,
@@ -105,23 +105,21 @@ class InMemoryBackend:
         limit: int | None = 100,
         updated_before: datetime | None = None,
     ) -> list[SessionMetadata]:
-        found = [
-            s.meta
+        rows = [
+            s.row
             for s in self._sessions.values()
-            if (user_id is None or s.meta.user_id == user_id)
-            and (status is None or s.meta.status == status)
-            and (updated_before is None or s.meta.updated_at < updated_before)
+            if (user_id is None or s.row.owner == user_id)
+            and (status is None or s.row.status == status)
+            and (updated_before is None or s.row.updated_at < updated_before)
         ]
-        found.sort(key=lambda m: m.updated_at, reverse=True)
-        if limit is not None:
-            found = found[:limit]
-        return [m.copy() for m in found]
+        rows.sort(key=lambda r: r.updated_at, reverse=True)
+        return [r.meta() for r in (rows if limit is None else rows[:limit])]
 
     async def get_usage_stats(self) -> dict[str, Any]:
         sessions = self._sessions.values()
         by_status: dict[str, int] = {}
         for s in sessions:
-            by_status[s.meta.status.value] = by_status.get(s.meta.status.value, 0) + 1
+            by_status[s.row.status.value] = by_status.get(s.row.status.value, 0) + 1
         return {
             "backend": self.name,
             "total_sessions": len(self._sessions),
@@ -131,5 +129,14 @@ class InMemoryBackend:
             "storage_size_mb": None,
         }
 
-    async def delete_sessions(self, session_ids: Sequence[str]) -> int:
-        return sum(self._sessions.pop(sid, None) is not None for sid in session_ids)
+    async def delete_sessions(
+        self, session_ids: Sequence[str], *, idle_before: datetime | None = None
+    ) -> int:
+        deleted = 0
+        for sid in dict.fromkeys(session_ids):
+            stored = self._sessions.get(sid)
+            if stored is None or (idle_before is not None and stored.row.updated_at >= idle_before):
+                continue
+            del self._sessions[sid]
+            deleted += 1
+        return deleted

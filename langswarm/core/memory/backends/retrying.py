@@ -11,7 +11,7 @@ from typing import Any
 
 from .._retry import RetryPolicy
 from ..interfaces import Message, SessionMetadata, SessionStatus
-from .base import Backend, SessionSnapshot, SessionWrite
+from .base import Backend, SessionSnapshot, SessionWrite, WriteResult
 
 __all__ = ["RetryingBackend"]
 
@@ -24,6 +24,7 @@ class RetryingBackend:
         self.policy = policy
         self.name = inner.name
         self.persistent = inner.persistent
+        self.shared = inner.shared
         self.ttl_seconds = inner.ttl_seconds
         self._what = f"the {inner.name} backend"
 
@@ -36,7 +37,7 @@ class RetryingBackend:
     async def close(self) -> None:
         await self.inner.close()
 
-    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[None]:
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[list[WriteResult]]:
         return self.inner.apply(batch)
 
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
@@ -67,5 +68,9 @@ class RetryingBackend:
     async def get_usage_stats(self) -> dict[str, Any]:
         return await self.policy.run(self.inner.get_usage_stats, self._what)
 
-    async def delete_sessions(self, session_ids: Sequence[str]) -> int:
-        return await self.policy.run(lambda: self.inner.delete_sessions(session_ids), self._what)
+    async def delete_sessions(
+        self, session_ids: Sequence[str], *, idle_before: datetime | None = None
+    ) -> int:
+        return await self.policy.run(
+            lambda: self.inner.delete_sessions(session_ids, idle_before=idle_before), self._what
+        )

@@ -1,0 +1,5 @@
+"""Redis storage: a server or a cluster (``redis+cluster://``), written by atomic scripts."""
+
+from .backend import RedisBackend as RedisBackend
+
+__all__ = ["RedisBackend"]

@@ -1,0 +1,316 @@
+"""Redis storage (a server or a cluster): each session's write is one atomic script on the
+server, so Redis decides sequence numbers, versions and ownership for every process.
+
+A batch goes out in one pipeline: one script call per group of sessions (on a cluster, per
+hash slot). On a single server the script keeps the session indexes too; on a cluster those
+live on other slots and follow in a second pipeline (an index entry that points nowhere is
+pruned when a reader meets it). Scripts skip messages already stored, so a batch re-sent after
+a dropped connection stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+from redis.crc import key_slot
+
+from ..._loop import on_asyncio
+from ..._tokens import count_missing
+from ...exceptions import (
+    MemoryBackendError,
+    MemoryConnectionError,
+    MemoryCorruptionError,
+    TransientBackendError,
+)
+from ...interfaces import Message, SessionMetadata, SessionStatus
+from .._codec import unpack_summary
+from .._loop_thread import LoopThread
+from ..base import SessionSnapshot, SessionWrite, WriteResult
+from . import _listing
+from ._connect import Client, Clients, Target, map_error
+from ._layout import Keys, control, decode_result, message_of, row_of
+from ._scripts import APPLY, LOAD, RANGE, load_scripts, run_scripts
+
+__all__ = ["RedisBackend"]
+
+log = logging.getLogger("langswarm.memory.redis")
+
+T = TypeVar("T")
+
+# Sessions per script call on a single server: bounds how long one call holds the server.
+_GROUP = 100
+
+
+class RedisBackend:
+    """Sessions in Redis, with optional native TTL (refreshed by every write)."""
+
+    name = "redis"
+    persistent = True
+    shared = True
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        host: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        password: str | None = None,
+        cluster: bool = False,
+        pool_size: int = 10,
+        ttl_seconds: int | None = None,
+        key_prefix: str = "langswarm",
+        connect_timeout: float = 2.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        from ...exceptions import MemoryConfigurationError
+
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise MemoryConfigurationError(f"pool_size must be a positive int, not {pool_size!r}")
+        if ttl_seconds is not None and (not isinstance(ttl_seconds, int) or ttl_seconds < 1):
+            raise MemoryConfigurationError(
+                f"ttl_seconds must be a positive int or None, not {ttl_seconds!r}"
+            )
+        target = Target.parse(url, host, port, db, password)
+        if cluster and not target.cluster:
+            target = replace(target, cluster=True, db=0)
+        self._target = target
+        self.cluster = target.cluster
+        self._where = target.where
+        self._ttl = ttl_seconds or 0
+        self.ttl_seconds: float | None = ttl_seconds
+        self.keys = Keys(key_prefix)
+        self._timeouts = (connect_timeout, socket_timeout)
+        self._clients = Clients(target, pool_size, connect_timeout, socket_timeout)
+        self._thread = LoopThread("langswarm-redis")
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def preflight(self, timeout: float = 2.0) -> None:
+        """Check, synchronously and within about ``timeout`` seconds, that the server answers.
+
+        Runs a blocking PING (with AUTH and SELECT as configured) on a throwaway daemon
+        thread so that a slow DNS lookup cannot hold the caller past ``timeout``.
+        """
+        outcome: list[BaseException | None] = []
+
+        def probe() -> None:
+            try:
+                self._target.ping(timeout)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=probe, name="langswarm-redis-preflight", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            raise MemoryConnectionError(f"redis at {self._where} did not answer within {timeout} s")
+        error = outcome[0]
+        if error is not None:
+            raise MemoryConnectionError(f"cannot reach redis at {self._where}: {error}") from error
+
+    async def open(self) -> None:
+        self._closed = False
+        try:
+            await self._run(load_scripts)
+        except TransientBackendError as exc:
+            raise MemoryConnectionError(str(exc)) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if on_asyncio():
+                await self._clients.close_current()
+            if self._thread.started:
+                await self._thread.run(self._close_private)
+            self._thread.stop()
+
+    async def _close_private(self) -> None:
+        # Calls still running (say, retrying against a dead server) end now: once the loop
+        # stops they could never report back to their callers.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await self._clients.close_current()
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def _start(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+        """Start ``fn(client, *args)`` now: on the host's loop (asyncio) or the private one."""
+        if self._closed:
+            return _fail(MemoryBackendError(f"the redis backend ({self._where}) was closed"))
+        if on_asyncio():
+            return asyncio.ensure_future(self._call(fn, *args))
+        return self._result(self._thread.submit(self._call, fn, *args))
+
+    async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await self._start(fn, *args)
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        try:
+            return await fn(self._clients.current(), *args)
+        except (MemoryBackendError, MemoryConnectionError):
+            raise
+        except Exception as exc:
+            mapped = map_error(exc, self._where)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def _result(self, future: concurrent.futures.Future[T]) -> T:
+        try:
+            return await self._thread.wait(future)
+        except concurrent.futures.CancelledError:
+            raise MemoryBackendError(f"the redis backend ({self._where}) was closed") from None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[list[WriteResult]]:
+        return self._start(self._apply_io, list(batch))
+
+    async def _apply_io(self, client: Client, batch: list[SessionWrite]) -> list[WriteResult]:
+        if any(m.token_count is None for w in batch for m in w.messages):
+            # tiktoken releases the GIL: counting beside the event loop uses another core.
+            await asyncio.to_thread(count_missing, batch)
+        now = time.time()
+        prefix = "" if self.cluster else self.keys.prefix
+        groups = self._groups(batch)
+        calls: list[tuple[list[str], list[Any]]] = []
+        for group in groups:
+            keys: list[str] = []
+            args: list[Any] = [prefix, self._ttl, repr(now)]
+            for i in group:
+                write = batch[i]
+                keys += self.keys.session(write.session_id)
+                spec, extra = control(write, now)
+                args += [spec, *extra]
+            calls.append((keys, args))
+        replies = await run_scripts(client, APPLY, calls)
+        results: list[WriteResult | None] = [None] * len(batch)
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for i, answer in zip(group, reply, strict=True):
+                results[i] = decode_result(batch[i].session_id, answer)
+        done = [r for r in results if r is not None]
+        if self.cluster:
+            await _listing.reindex(client, self.keys, batch, done)
+        return done
+
+    def _groups(self, batch: list[SessionWrite]) -> list[list[int]]:
+        """Positions of the batch's writes, grouped for script calls: on a cluster, by hash
+        slot; a session that repeats starts a new group, so writes keep their order."""
+        groups: list[list[int]] = []
+        current: dict[int, list[int]] = {}
+        seen: set[str] = set()
+        for i, write in enumerate(batch):
+            sid = write.session_id
+            slot = key_slot(self.keys.session(sid)[0].encode()) if self.cluster else 0
+            group = current.get(slot)
+            if group is None or sid in seen or len(group) >= _GROUP:
+                if sid in seen:
+                    current.clear()
+                    seen.clear()
+                group = current[slot] = []
+                groups.append(group)
+            group.append(i)
+            seen.add(sid)
+        return groups
+
+    async def delete_sessions(
+        self, session_ids: Sequence[str], *, idle_before: datetime | None = None
+    ) -> int:
+        """Delete sessions with all their data; return how many were deleted."""
+        if not session_ids:
+            return 0
+        ids = list(dict.fromkeys(session_ids))
+        cutoff = "" if idle_before is None else repr(idle_before.timestamp())
+        return await self._run(_listing.delete, self.keys, ids, cutoff)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
+        return await self._run(self._load_io, session_id, max(tail, 0))
+
+    async def _load_io(self, client: Client, session_id: str, tail: int) -> SessionSnapshot | None:
+        meta, msgs, _, sums = self.keys.session(session_id)
+        [reply] = await run_scripts(client, LOAD, [([meta, msgs, sums], [tail])])
+        with _naming(session_id):
+            if isinstance(reply, Exception):
+                raise reply
+            if not reply:
+                return None
+            flat, elements, summaries = reply
+            row = row_of(session_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            return SessionSnapshot(
+                meta=row.meta(),
+                messages=[message_of(e) for e in elements],
+                first_seq=row.first_seq,
+                next_seq=row.next_seq,
+                summaries=sorted(map(unpack_summary, summaries), key=lambda s: s.covers_through),
+                incarnation=row.incarnation,
+                version=row.version,
+            )
+
+    async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
+        if stop <= start:
+            return []
+        return await self._run(self._range_io, session_id, start, stop)
+
+    async def _range_io(
+        self, client: Client, session_id: str, start: int, stop: int
+    ) -> list[Message]:
+        meta, msgs, _, _ = self.keys.session(session_id)
+        [elements] = await run_scripts(client, RANGE, [([meta, msgs], [start, stop])])
+        with _naming(session_id):
+            if isinstance(elements, Exception):
+                raise elements
+            return [message_of(e) for e in elements]
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = 100,
+        updated_before: datetime | None = None,
+    ) -> list[SessionMetadata]:
+        if limit is not None and limit <= 0:
+            return []
+        before = None if updated_before is None else updated_before.timestamp()
+        return await self._run(_listing.list_sessions, self.keys, user_id, status, limit, before)
+
+    async def get_usage_stats(self) -> dict[str, Any]:
+        """Counts over every indexed session; entries of expired sessions are pruned.
+
+        ``storage_size_mb`` is what Redis reports (MEMORY USAGE) for the sessions' keys and
+        the global index, or ``None`` if the server does not allow that command.
+        """
+        stats = await self._run(_listing.usage_stats, self.keys)
+        return {"backend": self.name, **stats}
+
+
+@contextmanager
+def _naming(session_id: str) -> Iterator[None]:
+    """Re-raise a corruption error naming the session it belongs to."""
+    try:
+        yield
+    except MemoryCorruptionError as exc:
+        raise MemoryCorruptionError(f"session {session_id!r}: {exc}") from exc
+
+
+async def _fail(error: BaseException) -> Any:
+    raise error

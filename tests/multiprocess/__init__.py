@@ -1,0 +1,1 @@
+"""Child processes for the multi-process tests, run as ``python -m tests.multiprocess.<name>``."""
