@@ -1,5 +1,6 @@
-"""Backend fixtures (the same protocol tests run against every storage backend), and builders
-for the sessions, messages and summaries those tests store."""
+"""Backend fixtures (the same protocol tests run against every storage backend, and Redis as a
+single server, a three-master cluster, over TLS and as an ACL-limited user), and builders for
+the sessions, messages and summaries those tests store."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pytest
 
@@ -28,7 +29,6 @@ from tests._servers import APP_PASSWORD, APP_USER, RedisServer, RedisTLSServer
 
 T0 = datetime(2024, 5, 1, 12, 30, 15, 123456)
 
-
 KINDS = ["memory", "sqlite", "redis", "redis-cluster", "redis-tls", "redis-acl"]
 
 
@@ -48,7 +48,7 @@ def redis_url_of(kind: str, request: pytest.FixtureRequest) -> str:
     if kind == "redis-tls":
         tls: RedisTLSServer = request.getfixturevalue("redis_tls")
         tls.flushall()
-        return f"{tls.url}?ssl_ca_certs={quote(str(tls.ca_file))}"
+        return f"{tls.url}?{urlencode({'ssl_ca_certs': tls.ca_file})}"
     if kind == "redis-acl":
         acl: RedisServer = request.getfixturevalue("redis_acl")
         acl.flushall()

@@ -448,8 +448,12 @@ async def test_an_unreadable_session_row_fails_that_session_only(
         sqlite_path,
         f"UPDATE sessions SET {column} = {UNREADABLE_ROWS[column]} WHERE session_id = 'bad'",
     )
+    # The application's metadata is read only by writes that change it (and by readers).
+    touch = {"custom": {"k": 1}} if column == "custom" else {}
+    bad_write = write("bad", 1, start=2)
+    bad_write.custom = touch.get("custom", {})
 
-    bad, good = await opened.apply([write("bad", 1, start=2), write("good", 1, start=2)])
+    bad, good = await opened.apply([bad_write, write("good", 1, start=2)])
 
     assert isinstance(bad.error, MemoryCorruptionError) and bad.appended_at is None
     assert good.error is None and good.appended_at == 2

@@ -248,7 +248,7 @@ class MemoryManager:
         actor, commit = registry.create(meta, exclusive=True)
         if registry.shared or mode is Durability.COMMITTED:
             # On a shared store another process may take the id first: wait for storage.
-            await commit.wait(actor.key, runtime.settings.call_timeout)
+            await commit.wait(actor.key)
         return MemorySession(self._directory, actor, mode)
 
     async def get_session(

@@ -59,6 +59,7 @@ class Runtime:
             self.backend,
             writer=os.urandom(6).hex(),
             capacity=settings.flush_capacity,
+            call_timeout=settings.call_timeout,
             retry=retry,
             shutdown_grace=settings.shutdown_grace,
         )
@@ -90,6 +91,7 @@ class Runtime:
                 self._scope = scope
                 async with anyio.create_task_group() as tg:
                     await tg.start(self.flusher.run)
+                    tg.start_soon(self.flusher.watch)
                     self._registry = Registry(
                         self.backend, self.flusher, self.settings, summarizer, tg
                     )

@@ -124,7 +124,7 @@ class MemorySession:
         """Acknowledge per durability: in ``committed`` mode, wait for the commit."""
         if self._durability is Durability.COMMITTED:
             actor = self._actor
-            await commit.wait(actor.key, actor.host.settings.call_timeout)
+            await commit.wait(actor.key)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ async def validate(actor: SessionActor) -> None:
     """Make sure the actor holds what storage holds as of now (one round trip)."""
     flusher = actor.host.flusher
     _, commit = flusher.write(actor.session_id, actor.incarnation, weight=0)
-    await commit.wait(timeout=actor.host.settings.call_timeout)
+    await commit.wait()
     actor.raise_if_gone()
     if actor.version is None:
         await actor.post(c.Refresh())

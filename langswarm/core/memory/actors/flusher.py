@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -41,42 +41,45 @@ Key = tuple[str, str]  # (session id, incarnation)
 
 class Commit:
     """The outcome of storing one batch, shared by every write that went into it: an error
-    that hit the whole batch, or each session's own :class:`WriteResult`."""
+    that hit the whole batch, or each session's own :class:`WriteResult`.
 
-    __slots__ = ("_done", "error", "results")
+    Its writers stop waiting once it is ``settled``, or when the flusher's watchdog finds it
+    older than the call timeout (``late``): the batch may still be stored after that.
+    """
+
+    __slots__ = ("_done", "born", "error", "late", "results", "settled")
 
     def __init__(self) -> None:
         self._done = anyio.Event()
+        self.born: float | None = None  # when its first write arrived (monotonic seconds)
+        self.settled = False
+        self.late: BaseException | None = None
         self.error: BaseException | None = None
         self.results: dict[Key, WriteResult] = {}
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def committed_for(self, session_id: str, incarnation: str) -> bool:
-        if not self._done.is_set() or self.error is not None:
+        if not self.settled or self.error is not None:
             return False
         result = self.results.get((session_id, incarnation))
         return result is None or result.error is None
 
     def resolve(self, error: BaseException | None, results: dict[Key, WriteResult]) -> None:
-        self.error, self.results = error, results
+        self.error, self.results, self.settled = error, results, True
         self._done.set()
 
-    async def wait(
-        self, key: Key | None = None, timeout: float | None = None  # noqa: ASYNC109
-    ) -> WriteResult | None:
-        """The result for ``key`` once the batch is stored; raise its error (or the batch's),
-        or ``MemoryOutcomeUnknownError`` after ``timeout`` seconds."""
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
-            await self._done.wait()
-        if not self._done.is_set():
-            raise MemoryOutcomeUnknownError(
-                f"the write was not confirmed within {timeout} s; storage is slow or "
-                "unreachable and may still store it (retrying with the same message ids "
-                "stores nothing twice)"
-            )
+    def expire(self, error: BaseException) -> None:
+        """Release the writers still waiting with ``error`` (the batch carries on)."""
+        if not self.settled:
+            self.late = error
+            self._done.set()
+
+    async def wait(self, key: Key | None = None) -> WriteResult | None:
+        """The result for ``key`` once the batch is stored; raise its error (or the batch's,
+        or the watchdog's)."""
+        await self._done.wait()
+        if not self.settled:
+            assert self.late is not None
+            raise self.late
         if self.error is not None:
             raise self.error
         result = None if key is None else self.results.get(key)
@@ -102,6 +105,7 @@ class Flusher:
         *,
         writer: str = "",
         capacity: int = 16_384,
+        call_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         on_results: Callable[[Sequence[SessionWrite], Sequence[WriteResult] | None], None]
         | None = None,
@@ -110,6 +114,7 @@ class Flusher:
         self.backend = backend
         self.writer = writer
         self.capacity = capacity
+        self.call_timeout = call_timeout
         self.retry = retry or RetryPolicy()
         self.on_results = on_results
         self.shutdown_grace = shutdown_grace
@@ -144,6 +149,8 @@ class Flusher:
         """The pending write of this session (incarnation) to fold a change into, and the
         commit that will store it. ``held``: the change is acknowledged already."""
         key = (session_id, incarnation)
+        if not self._writes:
+            self._commit.born = time.monotonic()
         write = self._writes.get(key)
         if write is None:
             write = self._writes[key] = SessionWrite(session_id, incarnation, self.writer)
@@ -170,6 +177,25 @@ class Flusher:
             return
         with contextlib.suppress(MemoryError):
             await commit.wait()
+
+    async def watch(self) -> None:
+        """Release writers waiting longer than the call timeout, until cancelled."""
+        timeout = self.call_timeout
+        if timeout is None:
+            return
+        while True:
+            await anyio.sleep(min(timeout / 4, 1.0))
+            now = time.monotonic()
+            inflight = self._inflight
+            for commit in (inflight.commit if inflight else None, self._commit):
+                if commit is not None and commit.born is not None and now - commit.born > timeout:
+                    commit.expire(
+                        MemoryOutcomeUnknownError(
+                            f"the write was not confirmed within {timeout:g} s; storage is slow "
+                            "or unreachable and may still store it (sending it again with the "
+                            "same message ids stores nothing twice)"
+                        )
+                    )
 
     def statistics(self) -> FlusherStatistics:
         error = None if self.last_error is None else str(self.last_error)

@@ -185,7 +185,7 @@ class Registry:
             if actor is not None:
                 return actor
             actor, commit = self.create(meta, exclusive=False)
-            result = await commit.wait(actor.key, self.settings.call_timeout)
+            result = await commit.wait(actor.key)
             if result is not None and result.created:
                 return actor
             # Another process created it first (for the same user): use theirs.

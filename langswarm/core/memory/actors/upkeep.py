@@ -96,7 +96,7 @@ async def _claimed(actor: SessionActor, job: SummaryJob) -> bool:
         return True
     write, commit = actor.host.flusher.write(*actor.key)
     write.claim = job.end
-    result = await commit.wait(actor.key, actor.host.settings.call_timeout)
+    result = await commit.wait(actor.key)
     return result is not None and result.claimed
 
 
@@ -156,5 +156,5 @@ async def _summarize(
     write, commit = host.flusher.write(*actor.key)
     write.summary = summary
     write.summary_base = previous.summary_id if previous else ""
-    result = await commit.wait(actor.key, host.settings.call_timeout)
+    result = await commit.wait(actor.key)
     return summary, result is not None and result.summary_stored

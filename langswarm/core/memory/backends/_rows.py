@@ -6,12 +6,14 @@ the plan :func:`plan` draws up; the Redis backend applies the same rules in its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ..exceptions import (
+    MemoryCorruptionError,
     MemoryValidationError,
     SessionExistsError,
     SessionNotFoundError,
@@ -22,25 +24,30 @@ from .base import ABSENT, SessionState, SessionWrite, WriteResult
 
 __all__ = ["Plan", "Row", "plan"]
 
+_fromts = datetime.fromtimestamp
+
 SETTINGS = ("max_messages", "max_tokens", "auto_summarize_threshold")
 
 
 @dataclass(slots=True)
 class Row:
-    """Everything stored for a session but its messages and summaries."""
+    """Everything stored for a session but its messages and summaries, in stored form: times
+    as seconds since the epoch, the application's metadata as a dict or its JSON text (each
+    made from the other only when needed)."""
 
     session_id: str
     owner: str
     incarnation: str
     version: int
     status: SessionStatus
-    created_at: datetime
-    updated_at: datetime
-    expires_at: datetime | None = None
+    created: float
+    updated: float
+    expires: float | None = None
     max_messages: int | None = None
     max_tokens: int | None = None
     auto_summarize_threshold: int | None = None
-    custom: dict[str, Any] = field(default_factory=dict)
+    custom: dict[str, Any] | None = None
+    custom_text: str | None = None
     first_seq: int = 0
     next_seq: int = 0
     count: int = 0
@@ -60,9 +67,9 @@ class Row:
             incarnation=incarnation,
             version=1,
             status=SessionStatus.ACTIVE,
-            created_at=meta.created_at,
-            updated_at=meta.updated_at,
-            expires_at=meta.expires_at,
+            created=meta.created_at.timestamp(),
+            updated=meta.updated_at.timestamp(),
+            expires=None if meta.expires_at is None else meta.expires_at.timestamp(),
             max_messages=meta.max_messages,
             max_tokens=meta.max_tokens,
             auto_summarize_threshold=meta.auto_summarize_threshold,
@@ -70,28 +77,47 @@ class Row:
             writer=writer,
         )
 
+    def metadata(self) -> dict[str, Any]:
+        """The application's metadata (decoded from its stored text on first use)."""
+        if self.custom is None:
+            try:
+                custom = json.loads(self.custom_text or "{}")
+            except ValueError as exc:
+                raise MemoryCorruptionError(
+                    f"stored metadata of session {self.session_id!r} cannot be read: {exc}"
+                ) from exc
+            if not isinstance(custom, dict):
+                raise MemoryCorruptionError(
+                    f"stored metadata of session {self.session_id!r} is not an object"
+                )
+            self.custom = custom
+        return self.custom
+
+    def metadata_text(self) -> str:
+        """The application's metadata as stored (JSON)."""
+        if self.custom_text is None:
+            self.custom_text = json.dumps(self.custom or {}, ensure_ascii=False)
+        return self.custom_text
+
     def meta(self) -> SessionMetadata:
         return SessionMetadata(
             session_id=self.session_id,
             user_id=self.owner,
             status=self.status,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            created_at=_fromts(self.created),
+            updated_at=_fromts(self.updated),
             max_messages=self.max_messages,
             max_tokens=self.max_tokens,
             auto_summarize_threshold=self.auto_summarize_threshold,
-            metadata=dict(self.custom),
+            metadata=dict(self.metadata()),
             message_count=self.count,
-            expires_at=self.expires_at,
+            expires_at=None if self.expires is None else _fromts(self.expires),
         )
 
     def state(self) -> SessionState:
         return SessionState(
             self.incarnation, self.owner, self.version, self.first_seq, self.next_seq
         )
-
-    def copy(self) -> Row:
-        return replace(self, custom=dict(self.custom))
 
 
 @dataclass(slots=True)
@@ -134,7 +160,8 @@ def plan(
     ``known_ids`` says which of the given message ids the session already holds; ``now`` is
     the time in seconds since the epoch (for summary claims). A refused write changes nothing.
     """
-    row = None if stored is None else stored.copy()
+    # Changed in place: every refusal is decided before anything changes.
+    row = stored
     result = WriteResult(ABSENT, version_before=0 if row is None else row.version)
     outcome = Plan(result, None)
     if write.delete and row is not None:
@@ -263,16 +290,21 @@ def _set_fields(write: SessionWrite, row: Row, outcome: Plan) -> None:
         if key in SETTINGS and getattr(row, key) != value:
             setattr(row, key, value)
             outcome.changed = True
-    for key, value in write.custom.items():
-        if row.custom.get(key, _MISSING) != value:
-            row.custom[key] = value
-            outcome.changed = True
+    if write.custom:
+        custom = row.metadata()
+        for key, value in write.custom.items():
+            if custom.get(key, _MISSING) != value:
+                custom[key] = value
+                row.custom_text = None
+                outcome.changed = True
     if write.status is not None and row.status is not write.status:
         row.status = write.status
         outcome.changed = True
-    if write.touched is not None and write.touched != row.updated_at:
-        row.updated_at = write.touched
-        outcome.changed = True
+    if write.touched is not None:
+        touched = write.touched.timestamp()
+        if touched != row.updated:
+            row.updated = touched
+            outcome.changed = True
 
 
 def _add_summary(write: SessionWrite, row: Row, outcome: Plan) -> None:

@@ -34,11 +34,13 @@ __all__ = [
     "usage_stats",
 ]
 
-_fromts = datetime.fromtimestamp
 _IN_BATCH = "(SELECT value FROM json_each(?))"
+_COLUMNS = SESSION_COLUMNS.split(", ")
+# An update in place rewrites only the index entries whose columns changed.
 _UPSERT = (
-    f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    " ON CONFLICT (session_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])
 )
 _KNOWN_IDS = """
     SELECT j.value ->> '$[0]', j.value ->> '$[1]' FROM json_each(?) AS j
@@ -77,13 +79,13 @@ def _decoded(values: Sequence[Any]) -> Row:
         incarnation=values[2],
         version=values[3],
         status=SessionStatus(values[4]),
-        created_at=_fromts(values[5]),
-        updated_at=_fromts(values[6]),
-        expires_at=None if values[7] is None else _fromts(values[7]),
+        created=values[5],
+        updated=values[6],
+        expires=values[7],
         max_messages=values[8],
         max_tokens=values[9],
         auto_summarize_threshold=values[10],
-        custom=json.loads(values[11]),
+        custom_text=values[11],
         first_seq=values[12],
         next_seq=values[13],
         count=values[14],
@@ -103,13 +105,13 @@ def _values(row: Row) -> tuple[Any, ...]:
         row.incarnation,
         row.version,
         row.status.value,
-        row.created_at.timestamp(),
-        row.updated_at.timestamp(),
-        None if row.expires_at is None else row.expires_at.timestamp(),
+        row.created,
+        row.updated,
+        row.expires,
         row.max_messages,
         row.max_tokens,
         row.auto_summarize_threshold,
-        json.dumps(row.custom),
+        row.metadata_text(),
         row.first_seq,
         row.next_seq,
         row.count,
@@ -211,12 +213,16 @@ def _read_batch(
     sids = json.dumps([w.session_id for w in batch])
     rows: dict[str, Row] = {}
     unreadable: dict[str, MemoryCorruptionError] = {}
+    merging = {w.session_id for w in batch if w.custom}
     for values in db.execute(
         f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id IN {_IN_BATCH}", (sids,)
     ):
         try:
-            rows[values[0]] = _row(values)
+            row = rows[values[0]] = _row(values)
+            if row.session_id in merging:
+                row.metadata()  # read now, so that a bad one fails this session alone
         except MemoryCorruptionError as exc:
+            rows.pop(values[0], None)
             unreadable[values[0]] = exc
     known: dict[str, set[str]] = {}
     pairs = [(w.session_id, m.message_id) for w in batch for m in w.messages]

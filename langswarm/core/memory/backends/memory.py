@@ -110,9 +110,9 @@ class InMemoryBackend:
             for s in self._sessions.values()
             if (user_id is None or s.row.owner == user_id)
             and (status is None or s.row.status == status)
-            and (updated_before is None or s.row.updated_at < updated_before)
+            and (updated_before is None or s.row.updated < updated_before.timestamp())
         ]
-        rows.sort(key=lambda r: r.updated_at, reverse=True)
+        rows.sort(key=lambda r: r.updated, reverse=True)
         return [r.meta() for r in (rows if limit is None else rows[:limit])]
 
     async def get_usage_stats(self) -> dict[str, Any]:
@@ -133,9 +133,10 @@ class InMemoryBackend:
         self, session_ids: Sequence[str], *, idle_before: datetime | None = None
     ) -> int:
         deleted = 0
+        cutoff = None if idle_before is None else idle_before.timestamp()
         for sid in dict.fromkeys(session_ids):
             stored = self._sessions.get(sid)
-            if stored is None or (idle_before is not None and stored.row.updated_at >= idle_before):
+            if stored is None or (cutoff is not None and stored.row.updated >= cutoff):
                 continue
             del self._sessions[sid]
             deleted += 1

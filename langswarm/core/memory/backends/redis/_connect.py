@@ -223,6 +223,8 @@ def map_error(exc: BaseException, where: str) -> BaseException:
         return MemoryConnectionError(f"redis at {where} does not allow it: {exc}")
     if isinstance(exc, redis.exceptions.ClusterDownError | redis.exceptions.TryAgainError):
         return TransientBackendError(f"redis cluster at {where} is not ready: {exc}")
+    if isinstance(exc, redis.exceptions.RedisClusterException):  # no node answers
+        return TransientBackendError(f"redis cluster at {where}: {exc}", unreachable=True)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
         sent = isinstance(exc, redis.TimeoutError) or "reset" in str(exc).lower()
         return TransientBackendError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from ... import exceptions
@@ -24,7 +23,6 @@ __all__ = [
 ]
 
 _SHORT = dict(zip(SETTINGS, ("mm", "mt", "at"), strict=True))
-_fromts = datetime.fromtimestamp
 
 
 class Keys:
@@ -154,9 +152,9 @@ def row_of(session_id: str, fields: Mapping[bytes, bytes]) -> Row:
             incarnation=h["i"].decode(),
             version=int(h["v"]),
             status=SessionStatus(h["st"].decode()),
-            created_at=_fromts(float(h["ca"])),
-            updated_at=_fromts(float(h["ua"])),
-            expires_at=None if expires is None else _fromts(expires),
+            created=float(h["ca"]),
+            updated=float(h["ua"]),
+            expires=expires,
             max_messages=_int(h.get("mm")),
             max_tokens=_int(h.get("mt")),
             auto_summarize_threshold=_int(h.get("at")),

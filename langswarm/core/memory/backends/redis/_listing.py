@@ -24,7 +24,11 @@ log = logging.getLogger("langswarm.memory.redis")
 
 
 async def reindex(
-    client: Client, keys: Keys, batch: Sequence[SessionWrite], results: Sequence[WriteResult]
+    client: Client,
+    keys: Keys,
+    batch: Sequence[SessionWrite],
+    results: Sequence[WriteResult],
+    ttl: int,
 ) -> None:
     """Bring the indexes in line with what a batch did (on a cluster, where the write script
     cannot reach them)."""
@@ -39,14 +43,19 @@ async def reindex(
             score = (write.touched or (write.create and write.create.updated_at)).timestamp()  # type: ignore[union-attr]
             pipe.zadd(keys.all, {sid: score})
             pipe.zadd(keys.user(state.owner or ""), {sid: score})
+            if ttl:
+                # Outlives every session it lists: each expires ttl after its own write.
+                pipe.expire(keys.user(state.owner or ""), ttl)
     if len(pipe):
         await pipe.execute(raise_on_error=False)
 
 
-async def delete(client: Client, keys: Keys, session_ids: list[str], cutoff: str) -> int:
+async def delete(
+    client: Client, keys: Keys, session_ids: list[str], cutoff: str, width: int
+) -> int:
     """Delete sessions (with a ``cutoff``, only those not updated since); return how many."""
     calls = [(keys.session(sid), [cutoff]) for sid in session_ids]
-    replies = await run_scripts(client, DELETE, calls)
+    replies = await run_scripts(client, DELETE, calls, width)
     deleted = 0
     unindex = client.pipeline(transaction=False)
     for sid, reply in zip(session_ids, replies, strict=True):
@@ -88,9 +97,11 @@ async def list_sessions(
             break
         metas = await _metas(client, keys, [member.decode() for member, _ in rows])
         ghosts: list[EncodableT] = []
-        for (member, score), meta in zip(rows, metas, strict=True):
-            if meta is None or user_id not in (None, meta.user_id):
+        for (member, score), (meta, present) in zip(rows, metas, strict=True):
+            if not present or (meta is not None and user_id not in (None, meta.user_id)):
                 ghosts += (member, repr(score))
+            elif meta is None:
+                continue  # unreadable: kept indexed, so that stats count it and it can be deleted
             elif (status is None or meta.status == status) and (
                 before is None or meta.updated_at.timestamp() < before
             ):
@@ -105,16 +116,16 @@ async def list_sessions(
 
 async def _metas(
     client: Client, keys: Keys, session_ids: list[str]
-) -> list[SessionMetadata | None]:
-    """Each session's metadata (``None`` for a ghost; a corrupt one is logged and skipped)."""
+) -> list[tuple[SessionMetadata | None, bool]]:
+    """Each session's metadata (``None`` when unreadable, logged) and whether it exists."""
     pipe = client.pipeline(transaction=False)
     for sid in session_ids:
         pipe.hgetall(keys.session(sid)[0])
     replies = await pipe.execute(raise_on_error=False)
-    metas: list[SessionMetadata | None] = []
-    for sid, fields in zip(session_ids, replies, strict=True):
-        metas.append(_meta(sid, fields))
-    return metas
+    return [
+        (_meta(sid, fields), isinstance(fields, Exception) or bool(fields))
+        for sid, fields in zip(session_ids, replies, strict=True)
+    ]
 
 
 def _meta(session_id: str, fields: Any) -> SessionMetadata | None:

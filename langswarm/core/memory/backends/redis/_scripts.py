@@ -59,8 +59,8 @@ local WANT = {'hash', 'list', 'hash', 'hash'}
 local ROW = {'i', 'u', 'v', 'st', 'f', 'n', 'c', 'si', 'se', 'cl', 'cu', 'w', 'ws', 'ua'}
 
 local function row(meta)
-  local h = redis.call('HMGET', meta, unpack(ROW))
-  if not h[1] then return nil end
+  local h = redis.pcall('HMGET', meta, unpack(ROW))
+  if h.err or not h[1] then return nil end
   return {i = h[1], u = h[2], v = tonumber(h[3]), st = h[4], f = tonumber(h[5]),
           n = tonumber(h[6]), c = tonumber(h[7]), si = h[8], se = tonumber(h[9]),
           cl = tonumber(h[10]), cu = tonumber(h[11]), w = h[12], ws = tonumber(h[13]),
@@ -72,14 +72,17 @@ local function foreign(keys)
     local t = redis.call('TYPE', keys[k]).ok
     if t ~= 'none' and t ~= WANT[k] then return keys[k] .. ' holds a ' .. t end
   end
-  if redis.call('EXISTS', keys[1]) == 1 and not redis.call('HGET', keys[1], 'i') then
-    return keys[1] .. ' is not a session this release can read'
+  if redis.call('EXISTS', keys[1]) == 0 then return nil end
+  local h = redis.call('HMGET', keys[1], 'i', 'v', 'f', 'n', 'c', 'se', 'cl', 'cu', 'ws')
+  if not h[1] then return keys[1] .. ' is not a session this release can read' end
+  for k = 2, #h do
+    if not tonumber(h[k]) then return keys[1] .. ' has a field that is not a number' end
   end
   return nil
 end
 
 local function answer(meta, vb, out)
-  local r = row(meta)
+  local r = out[12] ~= 'corrupt' and row(meta)
   if r then
     out[1], out[2], out[3], out[4], out[5] = r.i, r.u, r.v, r.f, r.n
   else
@@ -327,17 +330,20 @@ async def load_scripts(client: Client) -> None:
 
 
 async def run_scripts(
-    client: Client, script: Script, calls: list[tuple[list[str], list[Any]]]
+    client: Client, script: Script, calls: list[tuple[list[str], list[Any]]], width: int
 ) -> list[Any]:
-    """Run ``script`` once per (keys, args): in one pipeline on a server, side by side on a
-    cluster (whose client routes each call to its slot's node). Reload scripts once if the
-    server lost them (restarted or flushed)."""
+    """Run ``script`` once per (keys, args): in one pipeline on a server; on a cluster (whose
+    client routes each call to its slot's node) ``width`` at a time, side by side, as its
+    per-node connection pools refuse to wait for a free connection. Reload scripts once if
+    the server lost them (restarted or flushed)."""
     for attempt in range(2):
         if isinstance(client, RedisCluster):
-            replies = await asyncio.gather(
-                *(client.evalsha(script.sha, len(k), *k, *a) for k, a in calls),
-                return_exceptions=True,
-            )
+            replies: list[Any] = []
+            for i in range(0, len(calls), width):
+                replies += await asyncio.gather(
+                    *(client.evalsha(script.sha, len(k), *k, *a) for k, a in calls[i : i + width]),
+                    return_exceptions=True,
+                )
         else:
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:

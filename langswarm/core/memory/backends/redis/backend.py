@@ -35,7 +35,7 @@ from ...exceptions import (
 from ...interfaces import Message, SessionMetadata, SessionStatus
 from .._codec import unpack_summary
 from .._loop_thread import LoopThread
-from ..base import SessionSnapshot, SessionWrite, WriteResult
+from ..base import ABSENT, SessionSnapshot, SessionWrite, WriteResult
 from . import _listing
 from ._connect import Client, Clients, Target, map_error
 from ._layout import Keys, control, decode_result, message_of, row_of
@@ -49,6 +49,7 @@ T = TypeVar("T")
 
 # Sessions per script call on a single server: bounds how long one call holds the server.
 _GROUP = 100
+ABSENT_RESULT = WriteResult(ABSENT)
 
 
 class RedisBackend:
@@ -92,8 +93,13 @@ class RedisBackend:
         self.keys = Keys(key_prefix)
         self._timeouts = (connect_timeout, socket_timeout)
         self._clients = Clients(target, pool_size, connect_timeout, socket_timeout)
+        self._pool_size = pool_size
         self._thread = LoopThread("langswarm-redis")
-        self._closed = False
+        # Runtimes (one per event loop) that opened the backend and have not closed it; the
+        # trio ones among them reach Redis through the private loop.
+        self._users = 0
+        self._private_users = 0
+        self._closed = False  # every user closed it (calls then fail at once)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -122,20 +128,35 @@ class RedisBackend:
             raise MemoryConnectionError(f"cannot reach redis at {self._where}: {error}") from error
 
     async def open(self) -> None:
+        """Open for the running event loop (each loop that uses the backend opens it)."""
+        self._users += 1
         self._closed = False
+        if not on_asyncio():
+            self._private_users += 1
         try:
             await self._run(load_scripts)
-        except TransientBackendError as exc:
-            raise MemoryConnectionError(str(exc)) from exc
+        except BaseException as exc:
+            self._users -= 1
+            if not on_asyncio():
+                self._private_users -= 1
+            if isinstance(exc, TransientBackendError):
+                raise MemoryConnectionError(str(exc)) from exc
+            raise
 
     async def close(self) -> None:
-        self._closed = True
+        """Close for the running event loop; the other loops' users carry on."""
+        asyncio_host = on_asyncio()
+        if self._users > 0:
+            self._users -= 1
+            if not asyncio_host:
+                self._private_users -= 1
+        self._closed = self._users == 0
         with anyio.CancelScope(shield=True):
-            if on_asyncio():
+            if asyncio_host:
                 await self._clients.close_current()
-            if self._thread.started:
+            if self._private_users == 0 and self._thread.started:
                 await self._thread.run(self._close_private)
-            self._thread.stop()
+                self._thread.stop()
 
     async def _close_private(self) -> None:
         # Calls still running (say, retrying against a dead server) end now: once the loop
@@ -187,48 +208,60 @@ class RedisBackend:
             await asyncio.to_thread(count_missing, batch)
         now = time.time()
         prefix = "" if self.cluster else self.keys.prefix
-        groups = self._groups(batch)
-        calls: list[tuple[list[str], list[Any]]] = []
-        for group in groups:
-            keys: list[str] = []
-            args: list[Any] = [prefix, self._ttl, repr(now)]
-            for i in group:
-                write = batch[i]
-                keys += self.keys.session(write.session_id)
-                spec, extra = control(write, now)
-                args += [spec, *extra]
-            calls.append((keys, args))
-        replies = await run_scripts(client, APPLY, calls)
-        results: list[WriteResult | None] = [None] * len(batch)
-        for group, reply in zip(groups, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
-            for i, answer in zip(group, reply, strict=True):
-                results[i] = decode_result(batch[i].session_id, answer)
-        done = [r for r in results if r is not None]
+        results: list[WriteResult] = [ABSENT_RESULT] * len(batch)
+        # One pipeline keeps the order on a server; a cluster runs calls side by side, so a
+        # session that comes back waits for the calls before it (the next wave).
+        waves = (
+            [[g for wave in self._waves(batch) for g in wave]]
+            if not self.cluster
+            else (self._waves(batch))
+        )
+        for wave in waves:
+            calls = [self._call_of(batch, group, prefix, now) for group in wave]
+            replies = await run_scripts(client, APPLY, calls, self._pool_size)
+            for group, reply in zip(wave, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply
+                for i, answer in zip(group, reply, strict=True):
+                    results[i] = decode_result(batch[i].session_id, answer)
         if self.cluster:
-            await _listing.reindex(client, self.keys, batch, done)
-        return done
+            await _listing.reindex(client, self.keys, batch, results, self._ttl)
+        return results
 
-    def _groups(self, batch: list[SessionWrite]) -> list[list[int]]:
-        """Positions of the batch's writes, grouped for script calls: on a cluster, by hash
-        slot; a session that repeats starts a new group, so writes keep their order."""
-        groups: list[list[int]] = []
-        current: dict[int, list[int]] = {}
+    def _call_of(
+        self, batch: list[SessionWrite], group: list[int], prefix: str, now: float
+    ) -> tuple[list[str], list[Any]]:
+        """One script call's keys and arguments for the writes at ``group``."""
+        keys: list[str] = []
+        args: list[Any] = [prefix, self._ttl, repr(now)]
+        for i in group:
+            write = batch[i]
+            keys += self.keys.session(write.session_id)
+            spec, extra = control(write, now)
+            args += [spec, *extra]
+        return keys, args
+
+    def _waves(self, batch: list[SessionWrite]) -> list[list[list[int]]]:
+        """Positions of the batch's writes: in waves of distinct sessions (a session that
+        repeats starts the next wave), each in groups for one script call (on a cluster, one
+        hash slot per group)."""
+        waves: list[list[list[int]]] = [[]]
+        groups: dict[int, list[int]] = {}
         seen: set[str] = set()
         for i, write in enumerate(batch):
             sid = write.session_id
+            if sid in seen:
+                waves.append([])
+                groups.clear()
+                seen.clear()
             slot = key_slot(self.keys.session(sid)[0].encode()) if self.cluster else 0
-            group = current.get(slot)
-            if group is None or sid in seen or len(group) >= _GROUP:
-                if sid in seen:
-                    current.clear()
-                    seen.clear()
-                group = current[slot] = []
-                groups.append(group)
+            group = groups.get(slot)
+            if group is None or len(group) >= _GROUP:
+                group = groups[slot] = []
+                waves[-1].append(group)
             group.append(i)
             seen.add(sid)
-        return groups
+        return waves
 
     async def delete_sessions(
         self, session_ids: Sequence[str], *, idle_before: datetime | None = None
@@ -238,7 +271,7 @@ class RedisBackend:
             return 0
         ids = list(dict.fromkeys(session_ids))
         cutoff = "" if idle_before is None else repr(idle_before.timestamp())
-        return await self._run(_listing.delete, self.keys, ids, cutoff)
+        return await self._run(_listing.delete, self.keys, ids, cutoff, self._pool_size)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -247,7 +280,7 @@ class RedisBackend:
 
     async def _load_io(self, client: Client, session_id: str, tail: int) -> SessionSnapshot | None:
         meta, msgs, _, sums = self.keys.session(session_id)
-        [reply] = await run_scripts(client, LOAD, [([meta, msgs, sums], [tail])])
+        [reply] = await run_scripts(client, LOAD, [([meta, msgs, sums], [tail])], 1)
         with _naming(session_id):
             if isinstance(reply, Exception):
                 raise reply
@@ -274,7 +307,7 @@ class RedisBackend:
         self, client: Client, session_id: str, start: int, stop: int
     ) -> list[Message]:
         meta, msgs, _, _ = self.keys.session(session_id)
-        [elements] = await run_scripts(client, RANGE, [([meta, msgs], [start, stop])])
+        [elements] = await run_scripts(client, RANGE, [([meta, msgs], [start, stop])], 1)
         with _naming(session_id):
             if isinstance(elements, Exception):
                 raise elements
