@@ -1,4 +1,4 @@
-"""A local stand-in for the OpenAI Chat Completions and Anthropic Messages HTTP APIs.
+"""A local stand-in for the OpenAI Chat Completions, OpenAI Responses and Anthropic Messages APIs.
 
 It runs a stdlib HTTP server in a background thread on a free loopback port, so tests can
 drive the official async SDK clients end to end (on asyncio and on trio) with no network.
@@ -8,6 +8,10 @@ results first in a user turn); a request that fails a check gets a 400 with an A
 error body, as the live service would answer. Some checks are deliberately stricter than the
 live Anthropic API, which merges consecutive same-role turns: our formats must alternate
 roles, start with ``user`` and keep the system prompt out of the message list.
+
+The Responses route answers with text, or with function calls scripted by :meth:`queue`. Its
+ids are numbered from :meth:`reset` on, so two runs of the same conversation receive the same
+answers and send the same requests.
 """
 
 from __future__ import annotations
@@ -15,21 +19,26 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import anthropic.types
 import openai.types.chat
+import openai.types.responses
+from openai.types.responses import response_create_params
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 __all__ = [
+    "FunctionCall",
     "LLMStandIn",
     "RecordedRequest",
     "RequestRejected",
     "check_anthropic_request",
     "check_openai_request",
+    "check_responses_request",
     "running_standin",
 ]
 
@@ -43,6 +52,13 @@ _ANTHROPIC_MESSAGES: TypeAdapter[list[Any]] = TypeAdapter(
 _ANTHROPIC_SYSTEM: TypeAdapter[Any] = TypeAdapter(
     str | list[anthropic.types.TextBlockParam], config=_STRICT
 )
+# TypedDicts take a config only inside a container, hence the one-element lists.
+_RESPONSES_BODY: TypeAdapter[list[Any]] = TypeAdapter(
+    list[response_create_params.ResponseCreateParamsNonStreaming], config=_STRICT
+)
+_RESPONSES_ITEM: TypeAdapter[list[Any]] = TypeAdapter(
+    list[openai.types.responses.ResponseInputItemParam], config=_STRICT
+)
 
 
 class RequestRejected(Exception):
@@ -53,12 +69,24 @@ class RequestRejected(Exception):
 class RecordedRequest:
     """One request the stand-in received, and how it answered."""
 
-    api: str  # "openai" or "anthropic"
+    api: str  # "openai", "responses" or "anthropic"
     path: str
     headers: dict[str, str]
     body: Any
     status: int
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A function call the Responses route answers with (see :meth:`LLMStandIn.queue`)."""
+
+    name: str
+    arguments: str = "{}"
+
+
+#: One scripted Responses answer: a text, or function calls.
+Scripted = str | tuple[FunctionCall, ...]
 
 
 @dataclass
@@ -198,6 +226,76 @@ def check_anthropic_request(body: Any) -> dict[str, Any]:
     return body
 
 
+def _item_problem(item: Any) -> str | None:
+    """Why ``item`` is no Responses input item, as said by the item type it claims to be: the
+    union member without a ``type`` or ``role`` mismatch that has the fewest errors."""
+    try:
+        _materialize(_RESPONSES_ITEM.validate_python([item]))
+    except ValidationError as exc:
+        by_member: dict[str, list[Any]] = {}
+        for error in exc.errors():
+            by_member.setdefault(str(error["loc"][1:2]), []).append(error)
+        claimed = [
+            errors
+            for errors in by_member.values()
+            if not any(e["loc"][2:3] in (("type",), ("role",)) for e in errors)
+        ]
+        best = min(claimed or by_member.values(), key=len)[0]
+        where = ".".join(str(p) for p in best["loc"][2:])
+        return f"{best['msg']} at {where}" if where else str(best["msg"])
+    return None
+
+
+def _check_tool_exchange(items: list[dict[str, Any]]) -> None:
+    """Every function call is answered later in the input; every output answers a call."""
+    calls: dict[str, int] = {}
+    ids: set[str] = set()
+    for i, item in enumerate(items):
+        item_id = item.get("id")
+        if isinstance(item_id, str):
+            if item_id in ids:
+                raise RequestRejected(f"Duplicate item found with id {item_id}.")
+            ids.add(item_id)
+        kind = item.get("type")
+        if kind == "function_call":
+            calls[item["call_id"]] = i
+        elif kind == "function_call_output" and calls.pop(item["call_id"], None) is None:
+            raise RequestRejected(
+                f"input[{i}]: No tool call found for function call output with call_id "
+                f"{item['call_id']}."
+            )
+    if calls:
+        raise RequestRejected(f"No tool output found for function call {next(iter(calls))}.")
+
+
+def check_responses_request(body: Any) -> dict[str, Any]:
+    """``body``, if it is a valid (non-streaming) responses request; else
+    :class:`RequestRejected`."""
+    if not isinstance(body, dict):
+        raise RequestRejected("request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise RequestRejected("Missing required parameter: 'model'.")
+    if body.get("stream"):
+        raise RequestRejected("the stand-in answers non-streaming requests only")
+    items = body.get("input")
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            problem = _item_problem(item)
+            if problem is not None:
+                raise RequestRejected(f"Invalid 'input[{i}]': {problem}")
+        if not body.get("previous_response_id"):
+            _check_tool_exchange(items)
+    elif not isinstance(items, str):
+        raise RequestRejected("'input' must be a string or an array of input items")
+    try:
+        _materialize(_RESPONSES_BODY.validate_python([{**body, "input": ""}]))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        raise RequestRejected(f"Invalid request: {first['msg']} at {where}") from None
+    return body
+
+
 def _words(body: Any) -> int:
     return len(json.dumps(body).split())
 
@@ -239,6 +337,61 @@ def _anthropic_reply(body: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
+def _responses_output(answer: Scripted, n: int) -> list[dict[str, Any]]:
+    if isinstance(answer, str):
+        part = {"type": "output_text", "text": answer, "annotations": [], "logprobs": []}
+        return [
+            {
+                "type": "message",
+                "id": f"msg_standin_{n}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [part],
+            }
+        ]
+    return [
+        {
+            "type": "function_call",
+            "id": f"fc_standin_{n}_{k}",
+            "call_id": f"call_standin_{n}_{k}",
+            "name": call.name,
+            "arguments": call.arguments,
+            "status": "completed",
+        }
+        for k, call in enumerate(answer)
+    ]
+
+
+def _responses_reply(body: dict[str, Any], answer: Scripted, n: int) -> dict[str, Any]:
+    """Response number ``n`` since the last reset: ids depend on ``n`` only."""
+    output = _responses_output(answer, n)
+    prompt, completion = _words(body["input"]), _words(output)
+    return {
+        "id": f"resp_standin_{n}",
+        "object": "response",
+        "created_at": 1_700_000_000 + n,
+        "status": "completed",
+        "model": body["model"],
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools", []),
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata", {}),
+        "error": None,
+        "incomplete_details": None,
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
 def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
     kind = {
         400: "invalid_request_error",
@@ -251,12 +404,21 @@ def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
+_ROUTES = {
+    "/v1/chat/completions": "openai",
+    "/v1/responses": "responses",
+    "/v1/messages": "anthropic",
+}
+
+
 class LLMStandIn:
     """The stand-in server: start it, point SDK clients at its base URLs, inspect requests."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self._behaviour = _Behaviour()
+        self._queued: deque[Scripted] = deque()
+        self._responses_served = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
@@ -299,11 +461,26 @@ class LLMStandIn:
             if fail_message is not None:
                 b.fail_message = fail_message
 
+    def queue(self, *answers: str | FunctionCall | Sequence[FunctionCall]) -> None:
+        """Script the next Responses answers, one per valid request, in order: a text, or
+        one or more function calls. Once they are used up, answers are the reply text."""
+        with self._lock:
+            for answer in answers:
+                if isinstance(answer, str):
+                    self._queued.append(answer)
+                elif isinstance(answer, FunctionCall):
+                    self._queued.append((answer,))
+                else:
+                    self._queued.append(tuple(answer))
+
     def reset(self) -> None:
-        """Forget recorded requests and go back to the default behaviour."""
+        """Forget recorded requests and scripted answers, go back to the default behaviour
+        and number Responses ids from 1 again."""
         with self._lock:
             self.requests.clear()
             self._behaviour = _Behaviour()
+            self._queued.clear()
+            self._responses_served = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -323,7 +500,7 @@ class LLMStandIn:
     def _handle(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
         with self._lock:
             behaviour = replace(self._behaviour)
-        api = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(path)
+        api = _ROUTES.get(path)
         status, error, reply = 200, None, None
         try:
             body = json.loads(raw) if raw else None
@@ -336,10 +513,7 @@ class LLMStandIn:
         else:
             try:
                 self._check_auth(api, headers)
-                if api == "openai":
-                    reply = _openai_reply(check_openai_request(body), behaviour.reply)
-                else:
-                    reply = _anthropic_reply(check_anthropic_request(body), behaviour.reply)
+                reply = self._answer(api, body, behaviour.reply)
             except _Unauthorized as exc:
                 status, error = 401, str(exc)
             except RequestRejected as exc:
@@ -354,9 +528,21 @@ class LLMStandIn:
             return status, _error_body(api or "openai", status, error)
         return status, reply
 
+    def _answer(self, api: str, body: Any, text: str) -> dict[str, Any]:
+        if api == "openai":
+            return _openai_reply(check_openai_request(body), text)
+        if api == "anthropic":
+            return _anthropic_reply(check_anthropic_request(body), text)
+        checked = check_responses_request(body)
+        with self._lock:
+            answer = self._queued.popleft() if self._queued else text
+            self._responses_served += 1
+            n = self._responses_served
+        return _responses_reply(checked, answer, n)
+
     @staticmethod
     def _check_auth(api: str, headers: dict[str, str]) -> None:
-        if api == "openai":
+        if api in ("openai", "responses"):
             if not headers.get("authorization", "").startswith("Bearer "):
                 raise _Unauthorized("You didn't provide an API key.")
         else:

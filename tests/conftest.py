@@ -25,6 +25,7 @@ from tests._servers import (
 from tests._servers import RedisServer as RedisServer  # re-exported for test modules
 from tests._servers import free_port as free_port  # re-exported for test modules
 from tests.standin_fixtures import llm_standin  # noqa: F401  (a shared fixture)
+from tests.store_fixtures import make_memory, memory  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -13,6 +13,7 @@ import anyio
 
 from langswarm.core.memory import MemoryManager, Message, MessageRole
 from langswarm.core.memory.backends.base import Backend, SessionWrite, WriteResult
+from tests.children import script
 
 
 async def backdate(manager: MemoryManager, session_id: str, *, days: float) -> None:
@@ -87,21 +88,10 @@ def user_message(text: str) -> Message:
     return Message(role=MessageRole.USER, content=text)
 
 
-# Holds SQLite's write lock for argv[2] seconds; says so on stdout once it has it.
-LOCK_HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
-
 async def hold_write_lock(path: str | os.PathLike[str], seconds: float) -> anyio.abc.Process:
     """Start a process holding the database's write lock; return once it holds it."""
     process = await anyio.open_process(
-        [sys.executable, "-c", LOCK_HOLDER, os.fspath(path), str(seconds)],
+        [sys.executable, script("lock_holder"), os.fspath(path), str(seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

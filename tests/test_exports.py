@@ -24,6 +24,7 @@ EXPECTED = {
     "SessionStatus",
     "Summarizer",
     "SummaryType",
+    "TenantView",
     "create_anthropic_message",
     "create_openai_message",
     "get_global_memory_manager",

@@ -7,10 +7,7 @@ listings, stats and cleanup are checked end to end on each storage.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,35 +24,9 @@ from langswarm.core.memory.exceptions import (
     SessionOwnershipError,
 )
 from tests.helpers import backdate, passivate_all
+from tests.store_fixtures import Factory
 
 pytestmark = pytest.mark.anyio
-
-Factory = Callable[[], MemoryManager]
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def make_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    """Builds managers over one storage; two managers from it see the same data."""
-    options: dict[str, Any] = {"idle_timeout": 0, "sweep_interval": 3600, "shutdown_grace": 5}
-    if request.param == "memory":
-        from langswarm.core.memory.backends.memory import InMemoryBackend
-        from tests.helpers import manager_on
-
-        shared = InMemoryBackend()
-        return lambda: manager_on(shared, **options)
-    if request.param == "sqlite":
-        config = {"db_path": str(tmp_path / "conformance.db")}
-    else:
-        config = {"url": request.getfixturevalue("redis_url")}
-    memory = {"backend": request.param, "config": config, **options}
-    return lambda: MemoryManager.from_config(memory=memory)
-
-
-@pytest.fixture
-async def memory(make_memory: Factory) -> AsyncIterator[MemoryManager]:
-    async with make_memory() as manager:
-        yield manager
-
 
 
 async def test_sessions_are_unique_owned_and_found(memory: MemoryManager) -> None:

@@ -10,10 +10,12 @@ import openai
 import pytest
 
 from tests._standin import (
+    FunctionCall,
     LLMStandIn,
     RequestRejected,
     check_anthropic_request,
     check_openai_request,
+    check_responses_request,
 )
 
 pytestmark = pytest.mark.anyio
@@ -202,3 +204,120 @@ async def test_answers_valid_requests_in_the_sdks_types(standin: LLMStandIn) -> 
     assert all(r.status == 200 for r in standin.requests)
     standin.reset()
     assert standin.requests == []
+
+
+# -- Responses API --------------------------------------------------------------------------
+
+CALL_ITEM = {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"}
+OUTPUT_ITEM = {"type": "function_call_output", "call_id": "call_1", "output": "found"}
+ASSISTANT_ITEM = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "status": "completed",
+    "content": [{"type": "output_text", "text": "Sure.", "annotations": [], "logprobs": []}],
+}
+LOOKUP_TOOL = {
+    "type": "function",
+    "name": "lookup",
+    "parameters": {"type": "object", "properties": {}},
+    "strict": True,
+}
+
+
+def responses_body(items: Any, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "input": items, **extra}
+
+
+VALID_RESPONSES = {
+    "text input": responses_body("hi"),
+    "easy messages": responses_body(
+        [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    ),
+    "model output back as input": responses_body(
+        [{"role": "user", "content": "hi"}, ASSISTANT_ITEM, {"role": "user", "content": "more"}]
+    ),
+    "tool round trip": responses_body(
+        [{"role": "user", "content": "look it up"}, CALL_ITEM, OUTPUT_ITEM],
+        tools=[LOOKUP_TOOL],
+        instructions="be brief",
+    ),
+    "reasoning item": responses_body(
+        [{"type": "reasoning", "id": "rs_1", "summary": []}, {"role": "user", "content": "x"}]
+    ),
+    "answer left to an earlier response": responses_body(
+        [OUTPUT_ITEM], previous_response_id="resp_1"
+    ),
+}
+
+INVALID_RESPONSES = {
+    "no model": {"input": "hi"},
+    "no input": {"model": "gpt-4o-mini"},
+    "unknown parameter": responses_body("hi", temperature_=1),
+    "streaming": responses_body("hi", stream=True),
+    "unknown item key": responses_body([{"role": "user", "content": "hi", "name": "bob"}]),
+    "unknown item type": responses_body([{"type": "function_cal", "call_id": "c"}]),
+    "unknown part type": responses_body(
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    ),
+    "call without arguments": responses_body([{**CALL_ITEM, "arguments": None}, OUTPUT_ITEM]),
+    "output without its call": responses_body([{"role": "user", "content": "x"}, OUTPUT_ITEM]),
+    "call never answered": responses_body([{"role": "user", "content": "x"}, CALL_ITEM]),
+    "output before its call": responses_body([OUTPUT_ITEM, CALL_ITEM]),
+    "duplicate item ids": responses_body([ASSISTANT_ITEM, ASSISTANT_ITEM]),
+}
+
+
+@pytest.mark.parametrize("body", VALID_RESPONSES.values(), ids=VALID_RESPONSES)
+def test_responses_check_accepts(body: dict[str, Any]) -> None:
+    check_responses_request(body)
+
+
+@pytest.mark.parametrize("body", INVALID_RESPONSES.values(), ids=INVALID_RESPONSES)
+def test_responses_check_rejects(body: dict[str, Any]) -> None:
+    with pytest.raises(RequestRejected):
+        check_responses_request(body)
+
+
+def test_responses_check_names_the_bad_item() -> None:
+    body = responses_body([{"role": "user", "content": "ok"}, {**CALL_ITEM, "arguments": 3}])
+    with pytest.raises(RequestRejected, match=r"input\[1\].*arguments"):
+        check_responses_request(body)
+
+
+async def test_responses_answers_with_text_then_scripted_function_calls(
+    standin: LLMStandIn,
+) -> None:
+    standin.configure(reply="Plain text.")
+    standin.queue(
+        FunctionCall("lookup", '{"q": "x"}'),
+        [FunctionCall("a"), FunctionCall("b", '{"n": 1}')],
+        "Scripted text.",
+    )
+    async with openai.AsyncOpenAI(
+        base_url=standin.openai_base_url, api_key="test", max_retries=0
+    ) as client:
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.responses.create(model="gpt-4o-mini", input=[OUTPUT_ITEM])  # type: ignore[list-item]
+        replies = [
+            await client.responses.create(model="gpt-4o-mini", input="go", tools=[LOOKUP_TOOL])  # type: ignore[list-item]
+            for _ in range(4)
+        ]
+    assert info.value.status_code == 400 and "call_1" in info.value.message
+    one, two, text, default = replies
+    assert [(c.type, c.name, c.arguments, c.call_id) for c in one.output] == [  # type: ignore[union-attr]
+        ("function_call", "lookup", '{"q": "x"}', "call_standin_1_0")
+    ]
+    assert [c.name for c in two.output] == ["a", "b"]  # type: ignore[union-attr]
+    assert text.output_text == "Scripted text." and default.output_text == "Plain text."
+    assert [r.id for r in replies] == [f"resp_standin_{n}" for n in range(1, 5)]
+    assert text.usage is not None and text.usage.output_tokens > 0
+    assert [(r.api, r.status) for r in standin.requests] == [("responses", 400)] + [
+        ("responses", 200)
+    ] * 4
+    standin.reset()  # numbering starts again
+    async with openai.AsyncOpenAI(
+        base_url=standin.openai_base_url, api_key="test", max_retries=0
+    ) as client:
+        again = await client.responses.create(model="gpt-4o-mini", input="go")
+    assert again.id == "resp_standin_1" and again.output_text == "Summary: nothing to report."

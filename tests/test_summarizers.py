@@ -38,6 +38,7 @@ from langswarm.core.memory.interfaces import (
     SummaryType,
 )
 from tests._standin import LLMStandIn
+from tests.children import script
 
 pytestmark = pytest.mark.anyio
 
@@ -149,27 +150,12 @@ def test_extractive_rolling_summary_is_stable() -> None:
 
 
 # Summarizes every fixture conversation at a few budgets and prints a digest of the results.
-_DIGEST_SCRIPT = """
-import hashlib, json, sys
-from langswarm.core.memory._summarizers import ExtractiveSummarizer
-from langswarm.core.memory.interfaces import Message
-data = json.load(open(sys.argv[1], encoding="utf-8"))
-digest = hashlib.sha256()
-for conversation in data["conversations"]:
-    messages = [Message(**m) for m in conversation["messages"]]
-    for budget in (60, 200, 400):
-        text = ExtractiveSummarizer().summarize_sync(messages, previous=None, max_tokens=budget)
-        digest.update(text.encode())
-print(digest.hexdigest())
-"""
-
-
 def test_extractive_is_deterministic_across_processes() -> None:
     """Same input, same summary, whatever the string-hash seed of the process."""
     digests = set()
     for seed in ("1", "2", "3"):
         result = subprocess.run(
-            [sys.executable, "-c", _DIGEST_SCRIPT, str(FIXTURE)],
+            [sys.executable, script("summary_digest"), str(FIXTURE)],
             env={**os.environ, "PYTHONHASHSEED": seed},
             capture_output=True,
             text=True,

@@ -32,6 +32,7 @@ from langswarm.core.memory.exceptions import (
 )
 from langswarm.core.memory.interfaces import Message, MessageRole, SessionMetadata, SessionStatus
 from tests.backends.conftest import T0, contents, meta, summary, texts
+from tests.children import script
 from tests.helpers import hold_write_lock
 
 pytestmark = pytest.mark.anyio
@@ -123,28 +124,6 @@ async def test_lock_held_within_busy_timeout_waits_and_succeeds(sqlite_path: str
     assert await stored(sqlite_path, "s") == ["m0", "m1", "m2", "m3", "m4"]
 
 
-# Appends argv[2] messages "child{i}", one batch each, to session "s" once told to go.
-CHILD_WRITER = """
-import sys, anyio
-from langswarm.core.memory.backends.base import SessionWrite
-from langswarm.core.memory.backends.sqlite import SQLiteBackend
-from langswarm.core.memory.interfaces import Message, MessageRole
-
-async def main(path, n):
-    backend = SQLiteBackend(path, busy_timeout=30)
-    await backend.open()
-    print("ready", flush=True)
-    sys.stdin.readline()
-    for i in range(n):
-        m = Message(MessageRole.USER, f"child{i}", message_id=f"child{i}", token_count=1)
-        [result] = await backend.apply([SessionWrite("s", "i1", "child", messages=[m])])
-        assert result.error is None and result.appended_at is not None, result
-    await backend.close()
-
-anyio.run(main, sys.argv[1], int(sys.argv[2]), backend=sys.argv[3])
-"""
-
-
 async def test_two_processes_appending_to_one_session_lose_nothing(
     sqlite_path: str, anyio_backend: str
 ) -> None:
@@ -154,7 +133,7 @@ async def test_two_processes_appending_to_one_session_lose_nothing(
     try:
         await backend.apply([write("s", 0)])
         child = await anyio.open_process(
-            [sys.executable, "-c", CHILD_WRITER, sqlite_path, str(n), anyio_backend],
+            [sys.executable, script("sqlite_writer"), sqlite_path, str(n), anyio_backend],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -413,6 +392,31 @@ async def test_an_older_file_is_upgraded_in_place(sqlite_path: str, version: int
         db.close()
 
 
+async def test_a_version_3_file_gains_the_editing_columns(sqlite_path: str) -> None:
+    path, opened = sqlite_path, SQLiteBackend(sqlite_path)
+    await opened.open()
+    await opened.apply([write("s", 4)])
+    await opened.close()
+    run_sql(
+        path,
+        "ALTER TABLE sessions DROP COLUMN cleared_at",
+        "ALTER TABLE sessions DROP COLUMN edited",
+        "PRAGMA user_version = 3",
+    )
+    await opened.open()
+    snapshot = await opened.load_session("s", tail=10)
+    assert snapshot is not None and contents(snapshot.messages) == ["m0", "m1", "m2", "m3"]
+    [removed] = await opened.apply([SessionWrite("s", snapshot.incarnation, "w1", remove=["m1"])])
+    assert removed.error is None
+    await opened.close()
+    assert await stored(path, "s") == ["m0", "", "m2", "m3"]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        db.close()
+
+
 # -- data it cannot read, batches that fail -----------------------------------------------
 
 
@@ -520,22 +524,12 @@ async def test_in_memory_database(anyio_backend: str) -> None:
     assert stats["storage_size_mb"] is None
 
 
-# A script that opens a backend held by a global and exits without closing it.
-NEVER_CLOSED = """
-import sys, anyio
-from langswarm.core.memory.backends.sqlite import SQLiteBackend
-backend = SQLiteBackend(sys.argv[1])
-anyio.run(backend.open, backend=sys.argv[2])
-print("opened", flush=True)
-"""
-
-
 async def test_unclosed_backend_does_not_block_interpreter_exit(
     sqlite_path: str, anyio_backend: str
 ) -> None:
     with anyio.fail_after(20):
         result = await anyio.run_process(
-            [sys.executable, "-c", NEVER_CLOSED, sqlite_path, anyio_backend], check=False
+            [sys.executable, script("never_closed"), sqlite_path, anyio_backend], check=False
         )
     assert result.stdout == b"opened\n"
     assert result.returncode == 0

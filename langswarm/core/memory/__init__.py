@@ -6,6 +6,9 @@ with :func:`initialize_memory` and :class:`MemorySessionContext`, or run a
 :class:`MemoryManager` inside ``async with`` for explicit control of its lifetime.
 """
 
+import logging as _logging
+
+from ._backend_view import BackendView as BackendView
 from ._context import MemorySessionContext as MemorySessionContext
 from ._formats import AnthropicRequest as AnthropicRequest
 from ._formats import create_anthropic_message as create_anthropic_message
@@ -17,7 +20,6 @@ from ._formats import messages_to_anthropic_format as messages_to_anthropic_form
 from ._formats import messages_to_anthropic_request as messages_to_anthropic_request
 from ._formats import messages_to_openai_format as messages_to_openai_format
 from ._formats import messages_to_responses_format as messages_to_responses_format
-from ._manager import BackendView as BackendView
 from ._manager import MemoryManager as MemoryManager
 from ._manager import get_global_memory_manager as get_global_memory_manager
 from ._manager import initialize_memory as initialize_memory
@@ -25,6 +27,7 @@ from ._session import MemorySession as MemorySession
 from ._summarizers import AnthropicSummarizer as AnthropicSummarizer
 from ._summarizers import ExtractiveSummarizer as ExtractiveSummarizer
 from ._summarizers import OpenAISummarizer as OpenAISummarizer
+from ._tenant import TenantView as TenantView
 from .exceptions import MemoryConnectionError as MemoryConnectionError
 from .exceptions import MemoryError as MemoryError
 from .interfaces import ConversationSummary as ConversationSummary
@@ -35,6 +38,9 @@ from .interfaces import SessionMetadata as SessionMetadata
 from .interfaces import SessionStatus as SessionStatus
 from .interfaces import Summarizer as Summarizer
 from .interfaces import SummaryType as SummaryType
+
+# Every logger of the package is below this one; the application decides where logs go.
+_logging.getLogger("langswarm.memory").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AnthropicRequest",
@@ -55,6 +61,7 @@ __all__ = [
     "SessionStatus",
     "Summarizer",
     "SummaryType",
+    "TenantView",
     "create_anthropic_message",
     "create_openai_message",
     "get_global_memory_manager",

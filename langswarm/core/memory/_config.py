@@ -10,6 +10,7 @@ against these definitions.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -25,16 +26,25 @@ from .interfaces import Durability, Summarizer
 
 __all__ = [
     "DEFAULT_DB_ENV",
+    "ENV_PREFIX",
+    "URL_ENV",
+    "memory_from_url",
+    "options_from_env",
     "PROFILES",
     "RuntimeSettings",
     "build",
     "default_db_path",
+    "describe_type",
     "parse_options",
     "settings_from_options",
 ]
 
 #: Environment variable that moves the "production" profile's database file.
 DEFAULT_DB_ENV = "LANGSWARM_MEMORY_DB"
+#: Environment variable naming the store when ``initialize_memory()`` is given none.
+URL_ENV = "LANGSWARM_MEMORY_URL"
+#: Prefix of the environment variables that set runtime options.
+ENV_PREFIX = "LANGSWARM_MEMORY_"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "development": {"backend": "memory"},
@@ -123,16 +133,25 @@ def parse_options(
     """Check ``options`` against ``target``'s typed fields (a dataclass) or keyword
     parameters (a constructor) and return them, enums and numbers normalised.
 
-    Errors name the key, the type expected and, for choices, the allowed values.
+    Errors name the key, the type expected and, for choices, the allowed values; an unknown
+    key is answered with the closest known one and every known key with its type.
     """
     hints = _option_types(target)
     checked: dict[str, Any] = {}
     for key, value in options.items():
         if key not in hints:
-            known = ", ".join(sorted(hints))
-            raise MemoryConfigurationError(f"unknown {where} option {key!r}; known: {known}")
+            raise MemoryConfigurationError(_unknown(key, hints, where))
         checked[key] = _coerce(hints[key], value, f"{where} option {key!r}")
     return checked
+
+
+def _unknown(key: object, hints: Mapping[str, Any], where: str) -> str:
+    if not hints:
+        return f"unknown {where} option {key!r}: the {where} takes no options"
+    close = difflib.get_close_matches(str(key), list(hints), n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(f"{name} ({describe_type(hints[name])})" for name in sorted(hints))
+    return f"unknown {where} option {key!r}{guess}; known: {known}"
 
 
 def _option_types(target: Callable[..., Any] | type) -> dict[str, Any]:
@@ -145,57 +164,74 @@ def _option_types(target: Callable[..., Any] | type) -> dict[str, Any]:
     return hints
 
 
-def _coerce(annotation: Any, value: Any, what: str) -> Any:
-    """``value`` as ``annotation`` allows, or a configuration error naming ``what``."""
+def describe_type(annotation: Any) -> str:
+    """An option's type as errors and docs/configuration.md write it: ``float | None``,
+    ``'FULL' | 'NORMAL'`` (an enum by its values)."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        choices = typing.get_args(annotation)
-        if value is None and type(None) in choices:
-            return None
-        errors: list[str] = []
-        for choice in choices:
-            if choice is type(None):
-                continue
-            try:
-                return _coerce(choice, value, what)
-            except MemoryConfigurationError as exc:
-                errors.append(str(exc))
-        if type(None) in choices:
-            raise MemoryConfigurationError(f"{errors[0]} or None")
-        raise MemoryConfigurationError(errors[0])
+        return " | ".join(describe_type(arg) for arg in typing.get_args(annotation))
     if origin is Literal:
-        allowed = typing.get_args(annotation)
-        if value not in allowed:
-            listed = ", ".join(map(repr, allowed))
-            raise MemoryConfigurationError(f"{what} must be one of {listed}, not {value!r}")
-        return value
+        return " | ".join(repr(arg) for arg in typing.get_args(annotation))
     if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return parse_choice(annotation, value, what, MemoryConfigurationError)
+        return " | ".join(repr(member.value) for member in annotation)
+    if annotation is type(None):
+        return "None"
+    return str(getattr(annotation, "__name__", annotation))
+
+
+class _WrongType(Exception):
+    """Within this module: a value is not of the type tried."""
+
+
+def _coerce(annotation: Any, value: Any, what: str) -> Any:
+    """``value`` as ``annotation`` allows, or a configuration error naming ``what``, the type
+    expected (with the allowed values, for choices) and the value given."""
+    try:
+        return _accept(annotation, value, what)
+    except _WrongType:
+        given = f"{value!r} ({type(value).__name__})"
+        raise MemoryConfigurationError(
+            f"{what} expects {describe_type(annotation)}, not {given}"
+        ) from None
+
+
+def _accept(annotation: Any, value: Any, what: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for choice in typing.get_args(annotation):
+            try:
+                return _accept(choice, value, what)
+            except _WrongType:
+                continue
+        raise _WrongType
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            raise _WrongType
+        return value
+    if annotation is type(None):
+        if value is not None:
+            raise _WrongType
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        try:
+            return parse_choice(annotation, value, what, MemoryConfigurationError)
+        except MemoryConfigurationError:
+            raise _WrongType from None
     return _scalar(annotation, value, what)
 
 
 def _scalar(annotation: Any, value: Any, what: str) -> Any:
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MemoryConfigurationError(f"{what} must be a number, not {value!r}")
-        if value < 0:
-            raise MemoryConfigurationError(f"{what} must not be negative, not {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MemoryConfigurationError(f"{what} must be an int, not {value!r}")
-        if value < 0:
-            raise MemoryConfigurationError(f"{what} must not be negative, not {value!r}")
-        return value
-    if annotation in (str, bool):
-        if not isinstance(value, annotation) or (annotation is str and not value):
-            name = "a non-empty string" if annotation is str else "True or False"
-            raise MemoryConfigurationError(f"{what} must be {name}, not {value!r}")
+    if annotation in (int, float):
+        kinds = int if annotation is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise _WrongType
+        if not value >= 0:  # negative, or NaN
+            raise MemoryConfigurationError(f"{what} must be zero or more, not {value!r}")
         return value
     if isinstance(annotation, type) and not isinstance(value, annotation):
-        raise MemoryConfigurationError(
-            f"{what} must be a {annotation.__name__}, not {type(value).__name__}"
-        )
+        raise _WrongType
+    if annotation is str and not value:
+        raise MemoryConfigurationError(f"{what} expects a non-empty str")
     return value
 
 
@@ -208,7 +244,8 @@ def _backend(kind: str, config: Mapping[str, Any]) -> Any:
     if kind in ("memory", "in_memory", "inmemory"):
         from .backends.memory import InMemoryBackend
 
-        return InMemoryBackend(**parse_options(InMemoryBackend, config, "memory backend"))
+        options = parse_options(InMemoryBackend, config, "memory backend")
+        return _construct(InMemoryBackend, options, "memory backend")
     if kind == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
@@ -217,22 +254,96 @@ def _backend(kind: str, config: Mapping[str, Any]) -> Any:
             path = Path(default_db_path())
             path.parent.mkdir(parents=True, exist_ok=True)
             options["db_path"] = str(path)
-        return SQLiteBackend(**options)
+        return _construct(SQLiteBackend, options, "sqlite backend")
     if kind == "redis":
         from .backends.redis import RedisBackend
 
-        return RedisBackend(**parse_options(RedisBackend, config, "redis backend"))
+        options = parse_options(RedisBackend, config, "redis backend")
+        return _construct(RedisBackend, options, "redis backend")
     raise MemoryConfigurationError(
         f"unknown memory backend {kind!r}; expected 'memory', 'sqlite' or 'redis'"
     )
 
 
+def _construct(backend: Callable[..., Any], options: dict[str, Any], where: str) -> Any:
+    """``backend(**options)``; a value the backend refuses is reported as ``where``'s."""
+    try:
+        return backend(**options)
+    except MemoryConfigurationError as exc:
+        raise MemoryConfigurationError(f"{where}: {exc}") from exc
+
+
+def memory_from_url(url: str) -> dict[str, Any]:
+    """The ``memory=`` dict for a store given as a URL: ``memory://``, ``sqlite:///relative``
+    or ``sqlite:////absolute/path`` (``sqlite://:memory:``), ``redis://``, ``rediss://`` or
+    ``redis+cluster://host:port,host:port``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise MemoryConfigurationError(f"a memory URL looks like sqlite:///file.db, not {url!r}")
+    if scheme == "memory":
+        return {"backend": "memory"}
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise MemoryConfigurationError(f"memory URL {url!r} names no SQLite file")
+        return {"backend": "sqlite", "config": {"db_path": path}}
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        return {"backend": "redis", "config": {"url": url}}
+    raise MemoryConfigurationError(
+        f"unknown memory URL scheme {scheme!r}; expected memory, sqlite, redis, rediss or "
+        "redis+cluster"
+    )
+
+
+def options_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Runtime options set in the environment: ``LANGSWARM_MEMORY_<OPTION>`` for each field of
+    :class:`RuntimeSettings` (numbers as text, ``none`` for ``None``)."""
+    found: dict[str, Any] = {}
+    for option in dataclasses.fields(RuntimeSettings):
+        raw = environ.get(f"{ENV_PREFIX}{option.name.upper()}")
+        if raw is None or option.name == "summarizer":
+            continue
+        found[option.name] = _from_text(raw.strip(), option.name)
+    return found
+
+
+def _from_text(raw: str, name: str) -> Any:
+    if raw.lower() in ("none", ""):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _env_options() -> dict[str, Any]:
+    """Runtime options set in the environment, checked one by one so that an error names
+    the variable it came from."""
+    found = options_from_env(os.environ)
+    for name, value in found.items():
+        try:
+            parse_options(RuntimeSettings, {name: value}, "memory")
+        except MemoryConfigurationError as exc:
+            raise MemoryConfigurationError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
+    return found
+
+
 def build(
     profile: str | None, memory: Mapping[str, Any] | None, overrides: Mapping[str, Any]
 ) -> tuple[Any, RuntimeSettings]:
-    """Turn ``initialize_memory`` arguments into a backend and runtime settings."""
+    """Turn ``initialize_memory`` arguments into a backend and runtime settings.
+
+    Without a profile or ``memory``, ``LANGSWARM_MEMORY_URL`` names the store (default: in
+    memory). ``LANGSWARM_MEMORY_<OPTION>`` variables set runtime options that the arguments
+    do not.
+    """
     if profile is not None and memory is not None:
         raise MemoryConfigurationError("pass either a profile or memory=..., not both")
+    url = os.environ.get(URL_ENV)
+    if memory is None and profile is None and url:
+        memory = memory_from_url(url)
     if memory is None:
         name = profile or "development"
         if not isinstance(name, str) or name not in PROFILES:
@@ -244,12 +355,17 @@ def build(
         raise MemoryConfigurationError(
             "memory= must be a dict like {'backend': ..., 'config': {...}}"
         )
-    options = dict(memory)
+    options = {**_env_options(), **memory}
     kind = options.pop("backend", None)
     if not isinstance(kind, str):
-        raise MemoryConfigurationError("memory config needs a 'backend' name")
+        raise MemoryConfigurationError(
+            f"memory config key 'backend' expects 'memory' | 'sqlite' | 'redis', not {kind!r}"
+        )
     config = options.pop("config", None) or {}
     if not isinstance(config, Mapping):
-        raise MemoryConfigurationError("memory config 'config' must be a dict")
+        raise MemoryConfigurationError(
+            f"memory config key 'config' expects a dict of backend options, not "
+            f"{type(config).__name__}"
+        )
     options.update(overrides)
     return _backend(kind.lower(), config), settings_from_options(options)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import anyio
 
+from ._backend_view import BackendView
 from ._config import RuntimeSettings, build
 from ._loop import loop_key
 from ._runtime import Runtime, start_in_background
 from ._session import MemorySession
-from ._validate import check_id, check_limit, check_plain, parse_choice
+from ._session_meta import DEFAULT_PREFIX, new_meta
+from ._tenant import TenantView
+from ._validate import check_id, parse_choice
+from .actors.commands import ForkSeed
 from .actors.session import SessionActor
 from .backends.base import Backend
 from .exceptions import (
@@ -21,9 +25,10 @@ from .exceptions import (
     MemoryError,
     MemoryValidationError,
     SessionExistsError,
+    SessionNotFoundError,
     SessionOwnershipError,
 )
-from .interfaces import Durability, SessionMetadata, SessionStatus
+from .interfaces import Durability, SessionStatus
 
 __all__ = [
     "BackendView",
@@ -31,44 +36,6 @@ __all__ = [
     "get_global_memory_manager",
     "initialize_memory",
 ]
-
-class BackendView:
-    """``manager.backend``: storage queries that see every write made before them."""
-
-    def __init__(self, manager: MemoryManager) -> None:
-        self._manager = manager
-
-    @property
-    def name(self) -> str:
-        return self._manager._backend.name
-
-    async def _synced(self) -> Backend:
-        runtime = await self._manager._ensure()
-        await runtime.flusher.barrier()
-        return runtime.backend
-
-    async def list_sessions(
-        self,
-        user_id: str | None = None,
-        status: SessionStatus | str | None = None,
-        limit: int | None = 100,
-    ) -> list[SessionMetadata]:
-        """Sessions, most recently updated first, optionally for one user and status."""
-        check_limit("limit", limit)
-        if status is not None:
-            status = parse_choice(SessionStatus, status, "status")
-        backend = await self._synced()
-        return await backend.list_sessions(user_id=user_id, status=status, limit=limit)
-
-    async def get_usage_stats(self) -> dict[str, Any]:
-        """Totals from storage: sessions, messages, summaries, size."""
-        backend = await self._synced()
-        return await backend.get_usage_stats()
-
-    async def delete_session(self, session_id: str) -> bool:
-        """Delete a session (live or stored) with all its data; False if it did not exist."""
-        runtime = await self._manager._ensure()
-        return await runtime.registry.delete([check_id("session_id", session_id)]) > 0
 
 
 class MemoryManager:
@@ -83,12 +50,15 @@ class MemoryManager:
     def __init__(self, backend: Backend, settings: RuntimeSettings | None = None) -> None:
         self._backend = backend
         self._settings = settings or RuntimeSettings()
-        self._runtime: Runtime | None = None
-        self._starting: anyio.Event | None = None
-        self._background: Any = None
+        self._runtime: Runtime | None = None  # the ``async with`` block's
+        # The global API's: one runtime per event loop that used the manager (threads that
+        # each run their own loop share the backend), started on first use in that loop.
+        self._runtimes: dict[object, Runtime] = {}
+        self._starting: dict[object, anyio.Event] = {}
+        self._background: dict[object, Any] = {}
         self._structured: anyio.abc.TaskGroup | None = None
         self._directory = _Directory(self)
-        self.backend = BackendView(self)
+        self.backend = BackendView(backend.name, self._ensure)
 
     @classmethod
     def from_config(
@@ -108,7 +78,7 @@ class MemoryManager:
     # -- runtime lifecycle ----------------------------------------------------------------
 
     async def __aenter__(self) -> MemoryManager:
-        if self._runtime is not None and self._runtime.running:
+        if (self._runtime is not None and self._runtime.running) or self._here() is not None:
             raise MemoryError("this manager's runtime is already running")
         runtime = Runtime(self._backend, self._settings)
         tg = anyio.create_task_group()
@@ -133,31 +103,49 @@ class MemoryManager:
             return
         self._retire(runtime)
         runtime.stop()
-        await tg.__aexit__(exc_type, exc, tb)
+        # The runtime drains even when the body failed or was cancelled; the body's own
+        # exception then leaves the block as itself, not inside an exception group.
+        with anyio.CancelScope(shield=True):
+            await runtime.finished.wait()
+        try:
+            await tg.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            if exc is None and len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            if exc is None:
+                raise
+
+    def _here(self) -> Runtime | None:
+        """The running background runtime of the running loop, if there is one."""
+        runtime = self._runtimes.get(loop_key())
+        return runtime if runtime is not None and runtime.running else None
 
     async def _ensure(self) -> Runtime:
         """The runtime for the running loop, started in the background if needed."""
+        key = loop_key()
         runtime = self._runtime
-        if runtime is not None and runtime.running and runtime.key is loop_key():
+        if runtime is not None and runtime.running and runtime.key is key:
             return runtime
-        while self._starting is not None:
-            await self._starting.wait()
-            runtime = self._runtime
-            if runtime is not None and runtime.running and runtime.key is loop_key():
-                return runtime
+        while (runtime := self._here()) is None and (starting := self._starting.get(key)):
+            await starting.wait()
+        if runtime is not None:
+            return runtime
         if self._structured is not None:
             raise MemoryError("the manager's runtime belongs to an 'async with' block that ended")
-        self._starting = anyio.Event()
+        self._starting[key] = starting = anyio.Event()
         try:
+            for old in [k for k, r in self._runtimes.items() if r.finished.is_set()]:
+                self._runtimes.pop(old, None)  # their loops ended
+                self._background.pop(old, None)
             runtime = Runtime(self._backend, self._settings)
-            self._background = start_in_background(runtime)
+            self._background[key] = start_in_background(runtime)
             await runtime.ready.wait()
             if runtime.error is not None:
                 raise runtime.error
-            self._runtime = runtime
+            self._runtimes[key] = runtime
             return runtime
         finally:
-            starting, self._starting = self._starting, None
+            del self._starting[key]
             starting.set()
 
     def _retire(self, runtime: Runtime) -> None:
@@ -167,11 +155,12 @@ class MemoryManager:
                 actor.stop()
 
     async def close(self) -> None:
-        """Drain every pending write and stop the runtime. The manager can be used again."""
-        runtime = self._runtime
+        """Drain every pending write and stop the running loop's runtime. The manager can be
+        used again."""
         if self._structured is not None:
             raise MemoryError("leave the manager's 'async with' block to close it")
-        if runtime is None or not runtime.running or runtime.key is not loop_key():
+        runtime = self._here()
+        if runtime is None:
             return
         self._retire(runtime)
         runtime.stop()
@@ -187,37 +176,6 @@ class MemoryManager:
         return await runtime.registry.lookup(session_id)
 
     # -- sessions -------------------------------------------------------------------------
-
-    def _new_meta(
-        self,
-        user_id: str,
-        session_id: str | None,
-        max_messages: int | None,
-        max_tokens: int | None,
-        auto_summarize_threshold: int | None,
-        metadata: dict[str, Any] | None,
-    ) -> SessionMetadata:
-        check_id("user_id", user_id)
-        if session_id is not None:
-            check_id("session_id", session_id)
-        check_limit("max_messages", max_messages)
-        check_limit("max_tokens", max_tokens)
-        check_limit("auto_summarize_threshold", auto_summarize_threshold)
-        if metadata is not None and not isinstance(metadata, dict):
-            raise MemoryValidationError("metadata must be a dict")
-        custom = dict(metadata or {})
-        check_plain(custom, "metadata")
-        now = datetime.now()
-        return SessionMetadata(
-            session_id=session_id or f"session_{os.urandom(12).hex()}",
-            user_id=user_id,
-            created_at=now,
-            updated_at=now,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            auto_summarize_threshold=auto_summarize_threshold,
-            metadata=custom,
-        )
 
     def _mode(self, durability: Durability | str | None) -> Durability:
         """The acknowledgement mode asked for (checked before anything is created)."""
@@ -237,7 +195,7 @@ class MemoryManager:
         durability: Durability | str | None = None,
     ) -> MemorySession:
         """Create a session for ``user_id``; raises ``SessionExistsError`` if the id is taken."""
-        meta = self._new_meta(
+        meta = new_meta(
             user_id, session_id, max_messages, max_tokens, auto_summarize_threshold, metadata
         )
         mode = self._mode(durability)
@@ -250,6 +208,51 @@ class MemoryManager:
             # On a shared store another process may take the id first: wait for storage.
             await commit.wait(actor.key)
         return MemorySession(self._directory, actor, mode)
+
+    async def fork_session(
+        self,
+        session_id: str,
+        new_session_id: str,
+        *,
+        at: str | None = None,
+        user_id: str | None = None,
+    ) -> MemorySession:
+        """Fork ``session_id`` into ``new_session_id`` (see :meth:`MemorySession.fork`);
+        ``SessionNotFoundError`` if there is no such session."""
+        source = await self.get_session(session_id)
+        if source is None:
+            raise SessionNotFoundError(f"session {session_id} does not exist")
+        return await source.fork(new_session_id, at=at, user_id=user_id)
+
+    async def _fork(
+        self, source: MemorySession, seed: ForkSeed, new_session_id: str, user_id: str | None
+    ) -> MemorySession:
+        meta = seed.meta
+        fork = new_meta(
+            meta.user_id if user_id is None else user_id,
+            new_session_id,
+            meta.max_messages,
+            meta.max_tokens,
+            meta.auto_summarize_threshold,
+            meta.metadata,
+        )
+        fork.message_count = len(seed.messages)
+        summary = seed.summary
+        if summary is not None:
+            summary = replace(
+                summary,
+                summary_id=f"{new_session_id}:{summary.covers_through}:fork",
+                session_id=new_session_id,
+            )
+        runtime = await self._ensure()
+        registry = runtime.registry
+        if await registry.lookup(new_session_id) is not None:
+            raise SessionExistsError(f"session {new_session_id} already exists")
+        actor, commit = registry.create(
+            fork, exclusive=True, seed=replace(seed, summary=summary, meta=fork)
+        )
+        await commit.wait(actor.key)
+        return MemorySession(self._directory, actor, source.durability)
 
     async def get_session(
         self, session_id: str, user_id: str | None = None
@@ -276,21 +279,38 @@ class MemoryManager:
     ) -> MemorySession:
         """The session with this id, created for ``user_id`` if missing.
 
-        Without ``session_id`` this is the user's default session (id ``default:<user_id>``).
+        Without ``session_id`` this is the user's default session (id ``default:<user_id>``;
+        that prefix is reserved: no user can take another's default session id).
         Concurrent calls for one id all get the same session. The options apply only when the
         session is created.
         """
         check_id("user_id", user_id)
-        sid = session_id if session_id is not None else f"default:{user_id}"
-        meta = self._new_meta(
-            user_id, sid, max_messages, max_tokens, auto_summarize_threshold, metadata
-        )
+        sid = session_id if session_id is not None else DEFAULT_PREFIX + user_id
+        meta = new_meta(user_id, sid, max_messages, max_tokens, auto_summarize_threshold, metadata)
         mode = self._mode(durability)
         runtime = await self._ensure()
         actor = await runtime.registry.get_or_create(meta)
         if actor.meta.user_id != user_id:
             raise SessionOwnershipError(f"session {sid} belongs to another user")
         return MemorySession(self._directory, actor, mode)
+
+    def tenant(self, name: str) -> TenantView:
+        """This manager seen through tenant ``name``'s namespace: every call of the view
+        takes, finds, lists and counts only that tenant's users and sessions."""
+        return TenantView(self, name)
+
+    async def erase_user(self, user_id: str) -> dict[str, int]:
+        """Delete everything stored for ``user_id``: each session with its messages,
+        summaries, metadata and index entries, live or not, and return the counts. Repeats
+        until storage lists nothing for the user, so a session another process creates
+        meanwhile goes too."""
+        check_id("user_id", user_id)
+        runtime = await self._ensure()
+        erased = {"sessions": 0, "messages": 0}
+        while found := await self.backend.list_sessions(user_id, limit=500):
+            erased["sessions"] += await runtime.registry.delete([m.session_id for m in found])
+            erased["messages"] += sum(m.message_count for m in found)
+        return erased
 
     async def cleanup_all_sessions(self, max_age_days: float = 30) -> int:
         """Delete every session not updated for ``max_age_days``; return how many."""
@@ -301,6 +321,20 @@ class MemoryManager:
         runtime = await self._ensure()
         cutoff = datetime.now() - timedelta(days=max_age_days)
         return await runtime.registry.delete_idle_since(cutoff)
+
+    async def health(self) -> dict[str, Any]:
+        """A readiness report: whether storage answers now (a probe bounded to 2 s, not
+        retried), how long an outage has lasted, how far the flusher lags, which sessions
+        failed past their restart limit. Never raises for an unreachable store: ``ready`` is
+        then False and ``error`` says why. Keys are listed in docs/observability.md."""
+        from ._health import report
+
+        try:
+            runtime = await self._ensure()
+        except MemoryError as exc:
+            name = self._backend.name
+            return {"ready": False, "backend": name, "reachable": False, "error": str(exc)}
+        return await report(runtime)
 
     async def get_system_stats(self) -> dict[str, Any]:
         """Storage totals plus what the runtime is doing right now."""
@@ -344,6 +378,11 @@ class _Directory:
 
     async def flush(self) -> None:
         await self._manager._flush()
+
+    async def fork(
+        self, source: MemorySession, seed: ForkSeed, new_session_id: str, user_id: str | None
+    ) -> MemorySession:
+        return await self._manager._fork(source, seed, new_session_id, user_id)
 
 
 _global_manager: MemoryManager | None = None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from ._validate import check_limit, check_plain
+from ._validate import check_id, check_limit, check_plain
 from .actors import commands as c
 from .actors.flusher import Commit
 from .actors.mailbox import ActorStopped
@@ -37,6 +37,11 @@ class SessionDirectory(Protocol):
 
     async def flush(self) -> None:
         """Return once every write made so far is stored."""
+
+    async def fork(
+        self, source: MemorySession, seed: c.ForkSeed, new_session_id: str, user_id: str | None
+    ) -> MemorySession:
+        """Create ``new_session_id`` from ``seed`` (read from ``source``)."""
 
 
 def _local(value: datetime) -> datetime:
@@ -164,6 +169,50 @@ class MemorySession:
     async def delete_session(self) -> None:
         """Delete the session and everything in it, permanently."""
         await self._settle(await self._ask(c.Delete()))
+
+    # -- editing --------------------------------------------------------------------------
+    # Edits are decided against what storage holds and return once stored, whatever the
+    # session's durability: each is one write, refused and decided again if another process
+    # changed the session in between.
+
+    async def pop_message(
+        self, *, check: Callable[[Message], bool | Awaitable[bool]] | None = None
+    ) -> Message | None:
+        """Remove and return the newest message (``None`` if there is none). With ``check``,
+        only if ``check(message)`` is true (else ``None``, and nothing changes): decided and
+        removed as one step, so no other writer's message is removed by mistake.
+
+        The newest message goes alone: popping a tool result leaves its call waiting for
+        one, as it was before the result came."""
+        if check is not None and not callable(check):
+            raise MemoryValidationError("check must be callable")
+        return await self._ask(c.Pop(check))
+
+    async def delete_message(self, message_id: str) -> list[Message]:
+        """Remove one message, anywhere in the history, with the rest of its tool exchange (a
+        call goes with all its results, a result with its call and the call's other
+        results); return what was removed, oldest first. ``MessageNotFoundError`` if the
+        session holds no such message. Summaries that cover a removed message are dropped
+        (later summaries are made without it)."""
+        check_id("message_id", message_id)
+        return await self._ask(c.DeleteMessage(message_id))
+
+    async def clear(self) -> None:
+        """Drop every message and summary; the session, its settings and metadata stay."""
+        await self._ask(c.Clear())
+
+    async def fork(
+        self, new_session_id: str, *, at: str | None = None, user_id: str | None = None
+    ) -> MemorySession:
+        """A new session holding this one's history up to message ``at`` (all of it for
+        ``None``), with its settings, metadata and latest summary, owned by ``user_id``
+        (default: this session's owner). Refused if ``at`` would separate a tool call from
+        its result."""
+        check_id("session_id", new_session_id)
+        if at is not None:
+            check_id("at", at)
+        seed = await self._ask(c.ForkPoint(at))
+        return await self._directory.fork(self, seed, new_session_id, user_id)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -16,14 +16,19 @@ from .exceptions import MemoryError, MemoryValidationError
 __all__ = [
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
+    "MAX_LIMIT",
     "check_id",
     "check_limit",
     "check_mapping",
     "check_plain",
     "parse_choice",
+    "plain_problem",
 ]
 
 MAX_ID_LENGTH = 512
+#: Largest limit (``max_messages`` and the like): every store keeps it exactly (Redis scripts
+#: hold settings as Lua numbers, which are doubles).
+MAX_LIMIT = 2**53 - 1
 #: Deepest nesting of lists and dicts a structured value may have.
 MAX_DEPTH = 64
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -32,30 +37,38 @@ E = TypeVar("E", bound=Enum)
 
 
 def check_id(name: str, value: object) -> str:
-    """A session or user id: a non-empty string of at most ``MAX_ID_LENGTH`` characters."""
+    """A session or user id: a non-empty string of at most ``MAX_ID_LENGTH`` characters,
+    without lone surrogates (no store can encode them)."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise MemoryValidationError(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} chars"
         )
+    if not _encodable(value):
+        raise MemoryValidationError(f"{name} must not hold a lone surrogate")
     return value
 
 
 def check_limit(name: str, value: object) -> int | None:
-    """A positive int, or ``None`` for no limit."""
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-        raise MemoryValidationError(f"{name} must be a positive int or None, not {value!r}")
+    """A positive int of at most ``MAX_LIMIT``, or ``None`` for no limit."""
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_LIMIT
+    ):
+        raise MemoryValidationError(
+            f"{name} must be a positive int of at most {MAX_LIMIT} or None, not {value!r}"
+        )
     return value
 
 
 def check_plain(value: object, what: str) -> None:
     """``value`` must be JSON-compatible data: ``None``, bools, 64-bit ints, finite floats,
     strings, lists, and dicts with string keys."""
-    problem = _plain_problem(value, 0)
+    problem = plain_problem(value)
     if problem is not None:
         raise MemoryValidationError(f"{what} must be plain JSON-compatible data: {problem}")
 
 
-def _plain_problem(value: object, depth: int) -> str | None:
+def plain_problem(value: object, depth: int = 0) -> str | None:
+    """What makes ``value`` not plain JSON-compatible data (``None``: nothing)."""
     cls = value.__class__
     if cls is str:
         return None if _encodable(value) else "a string holds a lone surrogate"  # type: ignore[arg-type]
@@ -67,19 +80,19 @@ def _plain_problem(value: object, depth: int) -> str | None:
         return None if math.isfinite(value) else f"{value} is not a finite number"  # type: ignore[arg-type]
     if depth >= MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels"
-    if cls is list:
-        for item in value:  # type: ignore[attr-defined]
-            problem = _plain_problem(item, depth + 1)
+    if isinstance(value, list):
+        for item in value:
+            problem = plain_problem(item, depth + 1)
             if problem is not None:
                 return problem
         return None
-    if cls is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        for key, item in value.items():
             if key.__class__ is not str:
                 return f"key {key!r} is not a string"
             if not _encodable(key):
                 return f"key {key!r} holds a lone surrogate"
-            problem = _plain_problem(item, depth + 1)
+            problem = plain_problem(item, depth + 1)
             if problem is not None:
                 return f"{problem} (under {key!r})"
         return None

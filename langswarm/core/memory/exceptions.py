@@ -11,10 +11,12 @@ __all__ = [
     "MemoryConfigurationError",
     "MemoryConnectionError",
     "MemoryCorruptionError",
+    "MemoryEncryptionError",
     "MemoryError",
     "MemoryOutcomeUnknownError",
     "MemoryOverloadError",
     "MemoryValidationError",
+    "MessageNotFoundError",
     "SessionExistsError",
     "SessionFailedError",
     "SessionNotFoundError",
@@ -34,6 +36,10 @@ class MemoryConfigurationError(MemoryError, ValueError):
 
 class MemoryValidationError(MemoryError, ValueError):
     """A message, session option or argument was rejected before anything was stored."""
+
+
+class MessageNotFoundError(MemoryValidationError, LookupError):
+    """No message with the given id is stored in the session."""
 
 
 class MemoryConnectionError(MemoryError, ConnectionError):
@@ -98,3 +104,8 @@ class SessionFailedError(MemoryError):
 
 class SummarizationError(MemoryError):
     """A summary could not be produced."""
+
+
+class MemoryEncryptionError(MemoryError):
+    """A stored value cannot be decrypted (its key is missing or wrong, or it was altered),
+    or the keyring gave an unusable key."""

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol, cast, runtime_checkable
 
 from ._content import Kind, kind_of, text_of
-from ._validate import check_plain
+from ._frozen import EMPTY, freeze
 from .exceptions import MemoryValidationError
 
 __all__ = [
@@ -74,9 +74,11 @@ def _new_id() -> str:
 class Message:
     """One chat message.
 
-    Messages are immutable once built, so the runtime can share them between the session,
-    the flusher and callers without copying. ``token_count`` is filled in by the runtime the
-    first time a count is needed (and then stored with the message).
+    Messages are immutable once built, down to their content blocks, metadata and tool calls
+    (read-only copies of what was passed in), so the runtime shares them between the
+    session, the flusher and callers without copying, and what a caller holds is what is
+    stored. ``token_count`` is filled in by the runtime the first time a count is needed
+    (and then stored with the message).
     """
 
     role: MessageRole
@@ -99,6 +101,7 @@ class Message:
         if self.role.__class__ is not MessageRole:
             object.__setattr__(self, "role", _role(self.role))
         _check_fields(self)
+        _freeze_structured(self)
         answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
         asks = bool(self.tool_calls or self.function_call)
         object.__setattr__(self, "kind", kind_of(answers, self.content, asks))
@@ -146,19 +149,20 @@ def _check_fields(message: Message) -> None:
         raise MemoryValidationError("token_count must be a non-negative int or None")
     if message.item is not None and not isinstance(message.item, dict):
         raise MemoryValidationError("message item must be a dict or None")
-    _check_structured(message)
 
 
-def _check_structured(message: Message) -> None:
-    """Structured parts must be plain data that every backend stores and reads back."""
-    if message.metadata:
-        check_plain(message.metadata, "message metadata")
-    if message.content.__class__ is list:
-        check_plain(message.content, "message content blocks")
+def _freeze_structured(message: Message) -> None:
+    """Structured parts must be plain data that every backend stores and reads back; the
+    message keeps read-only copies of them."""
+    setattr_ = object.__setattr__
+    metadata = message.metadata
+    setattr_(message, "metadata", freeze(metadata, "message metadata") if metadata else EMPTY)
+    if message.content.__class__ is not str and message.content is not None:
+        setattr_(message, "content", freeze(message.content, "message content blocks"))
     for name in ("function_call", "tool_calls", "item"):
         value = getattr(message, name)
         if value is not None:
-            check_plain(value, f"message {name}")
+            setattr_(message, name, freeze(value, f"message {name}"))
 
 
 @dataclass(slots=True)
@@ -214,6 +218,14 @@ class ConversationSummary:
     summary_type: SummaryType
     covers_through: int
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        metadata = self.metadata
+        if not isinstance(metadata, dict):
+            raise MemoryValidationError("summary metadata must be a dict")
+        object.__setattr__(
+            self, "metadata", freeze(metadata, "summary metadata") if metadata else EMPTY
+        )
 
 
 @runtime_checkable

@@ -138,7 +138,7 @@ def _version() -> str | None:
     try:
         from importlib.metadata import version
 
-        return version("langswarm-memory")
+        return version("langswarm-memory-runtime")
     except Exception:
         return None
 

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from .._frozen import thaw
 from ..exceptions import MemoryValidationError
 from ..interfaces import ContentBlock, Message, MessageContent, MessageRole
 from ._common import (
@@ -96,7 +97,7 @@ def messages_to_anthropic_request(messages: Iterable[Message]) -> AnthropicReque
     _finish_turns(turns)
     out = [{"role": role, "content": collapse(blocks)} for role, blocks in turns]
     return AnthropicRequest(
-        "\n\n".join(system) if system else None, cast("list[MessageParam]", out)
+        "\n\n".join(system) if system else None, cast("list[MessageParam]", thaw(out))
     )
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from .._frozen import thaw
 from ..exceptions import MemoryValidationError
 from ..interfaces import ContentBlock, Message, MessageContent, MessageRole
 from ._common import (
@@ -50,7 +51,7 @@ def messages_to_openai_format(messages: Iterable[Message]) -> list[ChatCompletio
         else:
             out.extend(converted)
         merging = calls
-    return cast("list[ChatCompletionMessageParam]", out)
+    return cast("list[ChatCompletionMessageParam]", thaw(out))
 
 
 def _to_openai(message: Message) -> list[dict[str, Any]]:

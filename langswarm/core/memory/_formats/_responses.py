@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from .._frozen import thaw
 from ..exceptions import MemoryValidationError
 from ..interfaces import ContentBlock, Message, MessageContent
 from ._anthropic import function_call_id
@@ -99,7 +100,7 @@ def messages_to_responses_format(messages: Iterable[Message]) -> list[ResponseIn
                 out.append(plain(message.item))
             else:
                 out.extend(_to_items(message, pending))
-    return cast("list[ResponseInputItemParam]", out)
+    return cast("list[ResponseInputItemParam]", thaw(out))
 
 
 def _item(raw: object) -> Item:

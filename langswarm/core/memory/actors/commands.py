@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Generic, TypeVar
 
-from ..interfaces import ConversationSummary, Message, MessageRole, SummaryType
+from ..interfaces import (
+    ConversationSummary,
+    Message,
+    MessageRole,
+    SessionMetadata,
+    SummaryType,
+)
 from .flusher import Commit
 from .mailbox import Reply
 
@@ -17,11 +23,16 @@ __all__ = [
     "Read",
     "Refresh",
     "Archive",
+    "Clear",
     "Command",
     "Context",
     "CreateSummary",
     "Delete",
+    "DeleteMessage",
+    "ForkPoint",
+    "ForkSeed",
     "GetMessages",
+    "Pop",
     "GetSummaries",
     "SummaryDone",
     "UpdateMeta",
@@ -133,3 +144,40 @@ class SummaryDone(Command[None]):
     summary: ConversationSummary | None
     error: BaseException | None
     ours: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Pop(Command["Message | None"]):
+    """Remove and return the newest message (if ``check`` passes it)."""
+
+    check: Callable[[Message], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage(Command[list[Message]]):
+    """Remove a message with the rest of its tool exchange; answered with what went."""
+
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clear(Command[None]):
+    """Drop every message and summary; the session and its metadata stay."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForkSeed:
+    """What a fork starts from: the source's first sequence number, its messages up to the
+    fork point, the latest summary within them, and its metadata."""
+
+    start_seq: int
+    messages: list[Message]
+    summary: ConversationSummary | None
+    meta: SessionMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class ForkPoint(Read, Command[ForkSeed]):
+    """The history up to message ``at`` (all of it for ``None``), for a fork."""
+
+    at: str | None = None

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import commands as c
-from . import reads, summarizing, writes
+from . import editing, reads, summarizing, writes
 from .commands import LATER
 from .consistency import refresh
 
@@ -28,5 +28,6 @@ SYNC_HANDLERS: dict[type, Callable[[SessionActor, Any], Any]] = {
 ASYNC_HANDLERS: dict[type, Callable[[SessionActor, Any], Awaitable[Any]]] = {
     **writes.ASYNC,
     **reads.ASYNC,
+    **editing.ASYNC,
     c.Refresh: refresh,
 }

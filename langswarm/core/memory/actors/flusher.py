@@ -9,6 +9,8 @@ many concurrent writers share each commit (group commit), with no timer on the c
 Transient storage failures are retried with the runtime's policy. A batch holding writes
 already acknowledged (``buffered`` mode) is never given up while the runtime runs: writers
 meet backpressure instead, and only closing with storage still down abandons them, loudly.
+The policy's watch hears of each failure and success, and the watchdog tells it of a batch
+storage has not answered for a while, so that an outage is logged once, not per retry.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
 
+from .._health import STALL_AFTER
 from .._retry import RetryPolicy
+from .._telemetry import telemetry
 from ..backends.base import Backend, SessionWrite, WriteResult
 from ..exceptions import (
     MemoryBackendError,
@@ -34,7 +38,7 @@ from ..exceptions import (
 
 __all__ = ["Commit", "Flusher", "FlusherStatistics", "Key"]
 
-log = logging.getLogger("langswarm.memory")
+log = logging.getLogger("langswarm.memory.flusher")
 
 Key = tuple[str, str]  # (session id, incarnation)
 
@@ -179,14 +183,19 @@ class Flusher:
             await commit.wait()
 
     async def watch(self) -> None:
-        """Release writers waiting longer than the call timeout, until cancelled."""
+        """Until cancelled: tell the retry policy's watch of a batch storage has not answered
+        for ``STALL_AFTER`` seconds, and release writers waiting longer than the call
+        timeout."""
         timeout = self.call_timeout
-        if timeout is None:
-            return
         while True:
-            await anyio.sleep(min(timeout / 4, 1.0))
+            await anyio.sleep(min(timeout / 4, 0.5) if timeout is not None else 0.5)
             now = time.monotonic()
             inflight = self._inflight
+            sent = None if inflight is None else inflight.sent
+            if sent is not None and now - sent > STALL_AFTER and self.retry.watch is not None:
+                self.retry.watch.stalled(sent)
+            if timeout is None:
+                continue
             for commit in (inflight.commit if inflight else None, self._commit):
                 if commit is not None and commit.born is not None and now - commit.born > timeout:
                     commit.expire(
@@ -196,6 +205,14 @@ class Flusher:
                             "same message ids stores nothing twice)"
                         )
                     )
+
+    def lag(self) -> float:
+        """Seconds the oldest write not yet stored has waited (0 when none is pending)."""
+        inflight = self._inflight
+        born = inflight.commit.born if inflight is not None else self._commit.born
+        if born is None or (inflight is None and not self._writes):
+            return 0.0
+        return max(time.monotonic() - born, 0.0)
 
     def statistics(self) -> FlusherStatistics:
         error = None if self.last_error is None else str(self.last_error)
@@ -235,6 +252,7 @@ class Flusher:
                 "stored within %.0f s and are given up",
                 unsaved,
                 self.shutdown_grace,
+                extra={"backend": self.backend.name, "sessions": unsaved},
             )
 
     async def flush_once(self) -> None:
@@ -257,7 +275,7 @@ class Flusher:
             return None
         writes, held = list(self._writes.values()), len(self._held)
         self._writes, self._held = {}, set()
-        batch = _Batch(writes, self._queued, self._commit, held)
+        batch = _Batch(writes, self._queued, self._commit, held, time.monotonic())
         self._commit = Commit()
         self._queued = 0
         try:
@@ -271,9 +289,18 @@ class Flusher:
         """Resolve a stored (or failed) batch: its writers resume, space frees up."""
         self.batches += 1
         results: dict[Key, WriteResult] = {}
+        failed = outcome if isinstance(outcome, BaseException) else None
+        telemetry.committed(
+            self.backend.name, batch.writes, batch.commit.born, batch.started, failed
+        )
         if isinstance(outcome, BaseException):
             self.last_error = outcome
-            log.error("memory flush failed for %d sessions: %s", len(batch.writes), outcome)
+            log.error(
+                "storing a batch failed for %d sessions: %s",
+                len(batch.writes),
+                outcome,
+                extra={"backend": self.backend.name, "sessions": len(batch.writes)},
+            )
             error: BaseException | None = outcome
             if self.on_results is not None:
                 self.on_results(batch.writes, None)
@@ -299,15 +326,18 @@ class Flusher:
     async def _attempts(self, batch: _Batch) -> list[WriteResult] | BaseException:
         """The batch's results, or the error that ended its retries. A batch holding
         acknowledged writes is retried for as long as it takes."""
-        backoff = (RetryPolicy(None) if batch.held else self.retry).start()
+        backoff = (replace(self.retry, budget=None) if batch.held else self.retry).start()
         maybe_stored = False
         while True:
             attempt, batch.attempt = batch.attempt, None
+            batch.sent = batch.started if attempt is not None else time.monotonic()
             try:
-                return await (attempt if attempt is not None else self.backend.apply(batch.writes))
+                results = await (
+                    attempt if attempt is not None else self.backend.apply(batch.writes)
+                )
             except TransientBackendError as exc:
                 maybe_stored = maybe_stored or exc.maybe_applied
-                delay = backoff.next_delay()
+                delay = backoff.failed(exc)
                 if delay is None:
                     what = f"the {self.backend.name} backend"
                     if maybe_stored:
@@ -316,25 +346,30 @@ class Flusher:
                             f"stored some of these writes: {exc}"
                         )
                     return backoff.exhausted(what, exc)
-                if batch.held and delay >= self.retry.cap:
-                    log.warning("storage unavailable, retrying held writes: %s", exc)
+                batch.sent = None
                 await anyio.sleep(delay)
             except MemoryError as exc:
                 return exc
             except Exception as exc:  # a backend bug: fail the batch, keep the runtime
                 return MemoryBackendError(f"{self.backend.name} backend error: {exc!r}")
+            else:
+                backoff.succeeded()
+                return results
 
 
 @dataclass(slots=True)
 class _Batch:
     """A cut batch: the writes it stores, their weight, its commit, how many of its writes
-    were acknowledged already, and the attempt under way."""
+    were acknowledged already, when it was cut, the attempt under way and when that attempt
+    was sent (``None`` between attempts), in monotonic seconds."""
 
     writes: list[SessionWrite]
     weight: int
     commit: Commit
     held: int
+    started: float
     attempt: Awaitable[list[WriteResult]] | None = None
+    sent: float | None = None
 
 
 async def _raise(exc: BaseException) -> list[WriteResult]:

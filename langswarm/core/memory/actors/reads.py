@@ -15,6 +15,7 @@ import anyio
 
 from .._tokens import ensure_counted
 from .._windows import window_start
+from ..backends.base import live
 from ..exceptions import MemoryValidationError
 from ..interfaces import Message
 from . import commands as c
@@ -114,11 +115,9 @@ async def context_later(actor: SessionActor, command: c.Context) -> list[Message
     while True:
         start, _, exhausted = window_start(messages, 0, len(messages), budget)
         if not exhausted or lo <= floor:
-            return head + messages[start:]
+            return head + live(messages[start:])
         page_start = max(floor, lo - PAGE)
-        older = await actor.host.backend.load_messages(
-            actor.session_id, start=page_start, stop=lo
-        )
+        older = await actor.host.backend.load_messages(actor.session_id, start=page_start, stop=lo)
         messages = older + messages
         lo = page_start
 

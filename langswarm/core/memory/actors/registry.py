@@ -19,9 +19,11 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._config import RuntimeSettings
+from .._telemetry import ERRORS, RESTARTS, telemetry
 from ..backends.base import Backend, SessionSnapshot, SessionWrite, WriteResult
 from ..exceptions import MemoryError, SessionNotFoundError
 from ..interfaces import SessionMetadata, Summarizer
+from .commands import ForkSeed
 from .consistency import confirm, validate
 from .flusher import Commit, Flusher
 from .session import Phase, SessionActor
@@ -29,7 +31,7 @@ from .supervisor import supervise
 
 __all__ = ["Registry", "choose_passivations"]
 
-log = logging.getLogger("langswarm.memory")
+log = logging.getLogger("langswarm.memory.registry")
 
 
 class _Loading:
@@ -87,6 +89,9 @@ class Registry:
         self.passivations = 0
         self.restarts = 0
         self.expired = 0
+        #: Sessions failed past their restart limit: id -> why (they stay failed).
+        self.failed: dict[str, str] = {}
+        self._sweep_failing = False
 
     # -- ActorHost ------------------------------------------------------------------------
 
@@ -96,7 +101,12 @@ class Registry:
     def serve(self, actor: SessionActor) -> None:
         settings = self.settings
         self._tg.start_soon(
-            supervise, actor, settings.max_restarts, settings.restart_period, self._count_restart
+            supervise,
+            actor,
+            settings.max_restarts,
+            settings.restart_period,
+            self._count_restart,
+            self._count_failure,
         )
 
     def on_stopped(self, actor: SessionActor) -> None:
@@ -105,6 +115,21 @@ class Registry:
 
     def _count_restart(self) -> None:
         self.restarts += 1
+        telemetry.count(RESTARTS, 1, (("backend", self.backend.name),))
+
+    def _count_failure(self, actor: SessionActor, error: BaseException) -> None:
+        self.failed[actor.session_id] = str(error)
+        telemetry.count(ERRORS, 1, (("backend", self.backend.name), ("error.type", "session")))
+
+    def mailbox_depth(self) -> int:
+        """Commands queued in the live sessions' mailboxes, blocked senders included (read
+        from any thread, so from a copy)."""
+        depth = 0
+        for actor in list(self.live.values()):
+            stats = actor.mailbox_statistics()
+            if stats is not None:
+                depth += stats.buffered + stats.waiting_senders
+        return depth
 
     def on_results(
         self, writes: Sequence[SessionWrite], results: Sequence[WriteResult] | None
@@ -136,15 +161,26 @@ class Registry:
             self._wake.set()
         return actor
 
-    def create(self, meta: SessionMetadata, *, exclusive: bool) -> tuple[SessionActor, Commit]:
-        """Start a session that storage does not hold yet, and queue its creation; the commit
-        refuses it (``SessionExistsError``, ``SessionOwnershipError``) if another process
-        created it first."""
+    def create(
+        self, meta: SessionMetadata, *, exclusive: bool, seed: ForkSeed | None = None
+    ) -> tuple[SessionActor, Commit]:
+        """Start a session that storage does not hold yet (holding ``seed``'s history, for a
+        fork), and queue its creation; the commit refuses it (``SessionExistsError``,
+        ``SessionOwnershipError``) if another process created it first."""
         incarnation = os.urandom(8).hex()
-        actor = self._start(SessionSnapshot(meta, [], 0, 0, [], incarnation, 0))
-        write, commit = self.flusher.write(meta.session_id, incarnation)
+        start, messages = (0, []) if seed is None else (seed.start_seq, list(seed.messages))
+        summaries = [] if seed is None or seed.summary is None else [seed.summary]
+        snapshot = SessionSnapshot(
+            meta, messages, start, start + len(messages), summaries, incarnation, 0
+        )
+        actor = self._start(snapshot)
+        write, commit = self.flusher.write(meta.session_id, incarnation, weight=len(messages) or 1)
         write.create = meta
         write.exclusive = exclusive
+        write.start_seq = start
+        write.messages.extend(messages)
+        if summaries:
+            write.summary = summaries[0]
         self._creating[meta.session_id] = commit
         return actor, commit
 
@@ -233,7 +269,17 @@ class Registry:
             try:
                 await self.sweep()
             except Exception as exc:  # keep sweeping; a backend hiccup is not fatal
-                log.warning("registry sweep failed: %s", exc)
+                self._sweep_failed(exc)
+            else:
+                self._sweep_failing = False
+
+    def _sweep_failed(self, error: Exception) -> None:
+        """Log the first of a run of failed sweeps as a WARNING, the rest at DEBUG."""
+        name = self.backend.name
+        telemetry.count(ERRORS, 1, (("backend", name), ("error.type", "sweep")))
+        level = logging.DEBUG if self._sweep_failing else logging.WARNING
+        self._sweep_failing = True
+        log.log(level, "sweeping idle sessions failed: %s", error, extra={"backend": name})
 
     async def sweep(self) -> None:
         now = anyio.current_time()
@@ -247,11 +293,14 @@ class Registry:
         if not chosen:
             return
         await self.flusher.barrier()
+        passivated = 0
         for actor in chosen:
             # Skip actors that became active while the flusher drained.
             if actor.last_active <= now and actor.idle and actor.saved:
                 actor.stop()
-                self.passivations += 1
+                passivated += 1
+        self.passivations += passivated
+        log.debug("passivated %d idle sessions", passivated, extra={"backend": self.backend.name})
 
     async def delete_idle_since(self, cutoff: datetime) -> int:
         """Delete every session, live or stored, that storage finds untouched since

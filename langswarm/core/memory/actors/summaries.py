@@ -187,9 +187,7 @@ class SummaryScheduler:
 
     # -- context ---------------------------------------------------------------------------
 
-    def head(
-        self, include: bool, budget: int, first: int
-    ) -> tuple[list[Message], int, int]:
+    def head(self, include: bool, budget: int, first: int) -> tuple[list[Message], int, int]:
         """The summary message to lead a window with, the budget left, and the first sequence
         number the window may use."""
         summary = self.latest if include else None

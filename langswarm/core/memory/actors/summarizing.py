@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["SYNC"]
 
 
-def get_summaries(
-    actor: SessionActor, command: c.GetSummaries
-) -> Reply[list[ConversationSummary]]:
+def get_summaries(actor: SessionActor, command: c.GetSummaries) -> Reply[list[ConversationSummary]]:
     return actor.summaries.listing()
 
 

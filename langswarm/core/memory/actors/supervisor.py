@@ -14,18 +14,23 @@ from .tail import InvariantBroken
 
 __all__ = ["supervise"]
 
-log = logging.getLogger("langswarm.memory")
+log = logging.getLogger("langswarm.memory.supervisor")
 
 
 async def supervise(
-    actor: SessionActor, max_restarts: int, period: float, on_restart: Callable[[], None]
+    actor: SessionActor,
+    max_restarts: int,
+    period: float,
+    on_restart: Callable[[], None],
+    on_failure: Callable[[SessionActor, BaseException], None],
 ) -> None:
     """Serve ``actor``'s mailbox until it is idle or ends; rebuild it after crashes.
 
     A restart rebuilds the actor's state from storage once the flusher has drained, so
     everything acknowledged survives; queued commands stay in the mailbox and are served by
     the rebuilt actor. More than ``max_restarts`` crashes within ``period`` seconds fail the
-    session: its callers get ``SessionFailedError`` while every other session carries on.
+    session: its callers get ``SessionFailedError`` while every other session carries on;
+    ``on_restart`` and ``on_failure`` are told of each restart and of the failure.
     """
     while True:
         try:
@@ -34,9 +39,19 @@ async def supervise(
         except InvariantBroken as exc:
             if not _may_restart(actor, max_restarts, period):
                 actor.fail(exc)
+                on_failure(actor, exc)
                 return
             on_restart()
-            log.warning("session %s crashed (%s); restarting", actor.session_id, exc)
+            log.warning(
+                "session %s crashed (%s); restarting it from storage",
+                actor.session_id,
+                exc,
+                extra={
+                    "session_id": actor.session_id,
+                    "user_id": actor.meta.user_id,
+                    "attempt": len(actor.restarts or ()),
+                },
+            )
         try:
             await actor.recover()
         except (MemoryConnectionError, TransientBackendError) as outage:
@@ -46,6 +61,7 @@ async def supervise(
             return
         except Exception as reload_error:
             actor.fail(reload_error)
+            on_failure(actor, reload_error)
             return
 
 

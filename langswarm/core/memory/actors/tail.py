@@ -2,9 +2,10 @@
 ``max_messages`` trims and token-budgeted windows. Pure bookkeeping, no I/O.
 
 Sequence numbers count a session's messages from 0. Storage holds ``[first, next)`` (older
-ones were trimmed); memory holds ``[start, next)``, a suffix of that. A message leaves memory
-only once the batch that stores it has committed, so the backend can always serve what memory
-no longer holds.
+ones were trimmed); memory holds ``[start, next)``, a suffix of that, with ``REMOVED`` where a
+message was removed (``holes`` of them), so that position still gives sequence number; reads
+leave the holes out. A message leaves memory only once the batch that stores it has
+committed, so the backend can always serve what memory no longer holds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from .._windows import safe_boundary, window_start
+from ..backends.base import REMOVED
 from ..interfaces import Message, MessageRole
 
 __all__ = ["InvariantBroken", "MessageTail", "Saving"]
@@ -33,7 +35,7 @@ class Saving(Protocol):
 class MessageTail:
     """See the module docstring."""
 
-    __slots__ = ("_key", "_unsaved", "first", "messages", "next", "start")
+    __slots__ = ("_key", "_unsaved", "first", "holes", "messages", "next", "start")
 
     def __init__(
         self, key: tuple[str, str], messages: list[Message], first: int, next_seq: int
@@ -43,6 +45,7 @@ class MessageTail:
         self.first = first
         self.next = next_seq
         self.start = next_seq - len(messages)
+        self.holes = _holes(messages)
         # (first seq, commit) of writes not yet known to be stored, oldest first.
         self._unsaved: deque[tuple[int, Saving]] | None = None
 
@@ -98,8 +101,7 @@ class MessageTail:
         stored = self.saved_before()
         drop = min(len(self.messages) - keep, stored - self.start, floor - self.start)
         if drop > 0:
-            del self.messages[:drop]
-            self.start += drop
+            self._drop(drop)
 
     def trim_point(self, limit: int, covered: int) -> int | None:
         """Where ``max_messages=limit`` cuts, dropping only what a summary ``covered``; the
@@ -119,8 +121,27 @@ class MessageTail:
         """Forget messages below ``seq`` (a trim)."""
         self.first = seq
         if seq > self.start:
-            del self.messages[: seq - self.start]
-            self.start = seq
+            self._drop(seq - self.start)
+
+    def _drop(self, count: int) -> None:
+        if self.holes:
+            self.holes -= _holes(self.messages[:count])
+        del self.messages[:count]
+        self.start += count
+
+    def remove(self, seqs: set[int], next_seq: int) -> bool:
+        """Mirror a removal storage made (``seqs`` gone, the numbering now ending at
+        ``next_seq``); ``False`` if memory does not hold enough to (reload instead)."""
+        if next_seq < self.start or any(seq < self.start for seq in seqs):
+            return False
+        messages = self.messages
+        for seq in seqs:
+            if seq < self.next:
+                messages[seq - self.start] = REMOVED
+        del messages[next_seq - self.start :]
+        self.next = next_seq
+        self.holes = _holes(messages)
+        return True
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -138,16 +159,26 @@ class MessageTail:
         start, _, exhausted = window_start(messages, max(floor - self.start, 0), end, budget)
         if exhausted and self.start > floor:
             return None
+        if self.holes:
+            return [m for m in messages[start:end] if m is not REMOVED]
         return messages[start:end]
 
     def newest(self, limit: int | None, end: int) -> list[Message] | None:
         """The newest ``limit`` of ``messages[:end]`` (all, for ``None``); ``None`` if memory
         does not hold them."""
+        messages = self.messages
+        if self.holes:
+            messages = [m for m in messages[:end] if m is not REMOVED]
+            end = len(messages)
         if limit is None:
-            return self.messages[:end] if self.complete else None
+            return messages[:end] if self.complete else None
         if limit > end and not self.complete:
             return None
-        return self.messages[max(end - limit, 0) : end]
+        return messages[max(end - limit, 0) : end]
+
+
+def _holes(messages: Sequence[Message]) -> int:
+    return sum(1 for m in messages if m is REMOVED)
 
 
 def select(
@@ -160,6 +191,8 @@ def select(
     found = [
         m
         for m in messages
-        if (since is None or m.timestamp >= since) and (roles is None or m.role in roles)
+        if m is not REMOVED
+        and (since is None or m.timestamp >= since)
+        and (roles is None or m.role in roles)
     ]
     return found if limit is None else found[-limit:]

@@ -18,6 +18,7 @@ import anyio
 
 from .._tokens import count_text_tokens
 from .._windows import safe_boundary
+from ..backends.base import live
 from ..interfaces import ConversationSummary, SummaryType
 from . import commands as c
 from .summaries import SummaryJob
@@ -131,9 +132,12 @@ async def _summarize(
     an automatic summary found nothing new once the cut moved back."""
     host = actor.host
     await host.flusher.barrier()  # what this actor wrote up to ``end`` is stored
+    # The version first: a removal after it makes storage refuse the summary, which might
+    # hold the removed message.
+    seen = await host.backend.load_session(actor.session_id, tail=0)
     loaded = await host.backend.load_messages(actor.session_id, start=job.start, stop=job.end + 1)
     cut = safe_boundary(loaded, min(job.end - job.start, len(loaded)))
-    messages = loaded[:cut]
+    messages = live(loaded[:cut])
     if not messages and job.summary_type is SummaryType.AUTOMATIC:
         return None
     text = await host.summarizer.summarize(
@@ -156,5 +160,6 @@ async def _summarize(
     write, commit = host.flusher.write(*actor.key)
     write.summary = summary
     write.summary_base = previous.summary_id if previous else ""
+    write.summary_seen = 0 if seen is None else seen.version
     result = await commit.wait(actor.key)
     return summary, result is not None and result.summary_stored

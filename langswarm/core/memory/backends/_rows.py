@@ -7,14 +7,16 @@ the plan :func:`plan` draws up; the Redis backend applies the same rules in its 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..exceptions import (
     MemoryCorruptionError,
+    MemoryError,
     MemoryValidationError,
+    MessageNotFoundError,
     SessionExistsError,
     SessionNotFoundError,
     SessionOwnershipError,
@@ -22,7 +24,7 @@ from ..exceptions import (
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
 from .base import ABSENT, SessionState, SessionWrite, WriteResult
 
-__all__ = ["Plan", "Row", "plan"]
+__all__ = ["NOTHING_STORED", "Plan", "Row", "Stored", "plan"]
 
 _fromts = datetime.fromtimestamp
 
@@ -57,10 +59,21 @@ class Row:
     claim_until: float = 0.0
     writer: str = ""  # who made the latest changes, since which version
     writer_since: int = 0
+    cleared_at: int = 0  # where the latest clear cut: nothing below needs a summary
+    edited: int = 0  # the version the latest removal or clear made
 
     @classmethod
-    def new(cls, meta: SessionMetadata, incarnation: str, writer: str) -> Row:
-        """A session as its creator (``writer``) stores it: version 1, no messages."""
+    def new(
+        cls,
+        meta: SessionMetadata,
+        incarnation: str,
+        writer: str,
+        start: int = 0,
+        *,
+        summarized: bool = False,
+    ) -> Row:
+        """A session as its creator (``writer``) stores it: version 1, no messages, numbered
+        from ``start`` (what lies below is in the summary stored with it, if ``summarized``)."""
         return cls(
             session_id=meta.session_id,
             owner=meta.user_id,
@@ -74,7 +87,10 @@ class Row:
             max_tokens=meta.max_tokens,
             auto_summarize_threshold=meta.auto_summarize_threshold,
             custom=dict(meta.metadata),
+            first_seq=start,
+            next_seq=start,
             writer=writer,
+            cleared_at=0 if summarized else start,
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -123,16 +139,56 @@ class Row:
 @dataclass(slots=True)
 class Plan:
     """What to store for one write: ``row`` as it will be (``None``: gone, or unchanged when
-    ``changed`` is false), the messages to add at their sequence numbers, the summary to add,
-    and the first sequence number to keep (a trim)."""
+    ``changed`` is false), whether to drop every message and summary first (``clear``), the
+    messages to add at their sequence numbers, those to remove, the summaries to drop (those
+    ending after ``drop_summaries_after``), the summary to add, and the first sequence number
+    to keep (a trim)."""
 
     result: WriteResult
     row: Row | None
     delete: bool = False
     changed: bool = False
+    clear: bool = False
     messages: list[tuple[int, Message]] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    drop_summaries_after: int | None = None
     summary: ConversationSummary | None = None
     trim_to: int | None = None
+
+
+class Stored(Protocol):
+    """What :func:`plan` may ask about a session's stored messages and summaries."""
+
+    def known(self, ids: list[str]) -> Collection[str]:
+        """Which of ``ids`` the session holds."""
+
+    def locate(self, ids: list[str]) -> dict[str, int]:
+        """The sequence number of each of ``ids`` the session holds."""
+
+    def newest_below(self, limit: int, skip: Collection[int]) -> int:
+        """The highest stored sequence number below ``limit`` not in ``skip`` (-1: none)."""
+
+    def summary_before(self, end: int) -> tuple[str, int]:
+        """Id and end of the latest summary ending at or before ``end`` (``("", 0)``: none)."""
+
+
+class _Nothing:
+    """A session of which nothing is stored (absent, or just deleted or cleared)."""
+
+    def known(self, ids: list[str]) -> Collection[str]:
+        return ()
+
+    def locate(self, ids: list[str]) -> dict[str, int]:
+        return {}
+
+    def newest_below(self, limit: int, skip: Collection[int]) -> int:
+        return -1
+
+    def summary_before(self, end: int) -> tuple[str, int]:
+        return "", 0
+
+
+NOTHING_STORED: Stored = _Nothing()
 
 
 def _wants_more(write: SessionWrite) -> bool:
@@ -146,19 +202,16 @@ def _wants_more(write: SessionWrite) -> bool:
         or write.summary is not None
         or write.trim_before is not None
         or write.claim is not None
+        or write.remove
+        or write.clear
     )
 
 
-def plan(
-    write: SessionWrite,
-    stored: Row | None,
-    known_ids: Callable[[list[str]], Collection[str]],
-    now: float,
-) -> Plan:
+def plan(write: SessionWrite, stored: Row | None, held: Stored, now: float) -> Plan:
     """Decide what ``write`` does to the session stored as ``stored`` (``None``: absent).
 
-    ``known_ids`` says which of the given message ids the session already holds; ``now`` is
-    the time in seconds since the epoch (for summary claims). A refused write changes nothing.
+    ``held`` answers what the session's stored messages and summaries are; ``now`` is the
+    time in seconds since the epoch (for summary claims). A refused write changes nothing.
     """
     # Changed in place: every refusal is decided before anything changes.
     row = stored
@@ -171,11 +224,11 @@ def plan(
             result.state = row.state()
             return Plan(result, None)
         outcome.delete, row = True, None
-        known_ids = _none_known  # what the deleted session held is gone with it
+        held = NOTHING_STORED  # what the deleted session held is gone with it
     if write.create is not None:
         row = _create(write, row, result)
     if result.error is None:
-        _apply(write, row, outcome, known_ids, now)
+        _apply(write, row, outcome, held, now)
     if result.error is not None:
         result.state = stored.state() if stored is not None else ABSENT
         return Plan(result, None)
@@ -185,17 +238,7 @@ def plan(
     return outcome
 
 
-def _none_known(ids: list[str]) -> Collection[str]:
-    return ()
-
-
-def _apply(
-    write: SessionWrite,
-    row: Row | None,
-    outcome: Plan,
-    known_ids: Callable[[list[str]], Collection[str]],
-    now: float,
-) -> None:
+def _apply(write: SessionWrite, row: Row | None, outcome: Plan, held: Stored, now: float) -> None:
     """The changes, to the incarnation the write names (and at the version it expects)."""
     result = outcome.result
     if row is None or row.incarnation != write.incarnation:
@@ -206,7 +249,7 @@ def _apply(
     if expected is not None and not result.created and row.version != expected:
         result.conflict = True
         return
-    _change(write, row, outcome, known_ids, now)
+    _change(write, row, outcome, held, now)
     if outcome.changed and not result.created:
         row.version += 1
         if row.writer != write.writer:
@@ -218,7 +261,13 @@ def _create(write: SessionWrite, row: Row | None, result: WriteResult) -> Row | 
     assert meta is not None
     if row is None:
         result.created = True
-        return Row.new(meta, write.incarnation, write.writer)
+        return Row.new(
+            meta,
+            write.incarnation,
+            write.writer,
+            write.start_seq,
+            summarized=write.summary is not None,
+        )
     if write.exclusive:
         result.error = SessionExistsError(f"session {write.session_id} already exists")
     elif row.owner != meta.user_id:
@@ -226,20 +275,9 @@ def _create(write: SessionWrite, row: Row | None, result: WriteResult) -> Row | 
     return row
 
 
-def _change(
-    write: SessionWrite,
-    row: Row,
-    outcome: Plan,
-    known_ids: Callable[[list[str]], Collection[str]],
-    now: float,
-) -> None:
-    if write.messages:
-        if row.status is not SessionStatus.ACTIVE:
-            outcome.result.error = MemoryValidationError(
-                f"session {write.session_id} is {row.status.value}; it accepts no messages"
-            )
-            return
-        _append(write.messages, row, outcome, known_ids)
+def _change(write: SessionWrite, row: Row, outcome: Plan, held: Stored, now: float) -> None:
+    if (write.messages or write.remove or write.clear) and not _edit(write, row, outcome, held):
+        return
     _set_fields(write, row, outcome)
     if write.summary is not None:
         _add_summary(write, row, outcome)
@@ -263,26 +301,112 @@ def _mine_since(row: Row, write: SessionWrite, result: WriteResult) -> bool:
     )
 
 
-def _append(
-    messages: list[Message],
-    row: Row,
-    outcome: Plan,
-    known_ids: Callable[[list[str]], Collection[str]],
-) -> None:
-    """Number the messages not stored yet from the end of the session."""
-    seen = set(known_ids([m.message_id for m in messages]))
-    seq = row.next_seq
-    for message in messages:
-        if message.message_id in seen:
-            continue
-        seen.add(message.message_id)
-        outcome.messages.append((seq, message))
-        seq += 1
-    if outcome.messages:
+def _edit(write: SessionWrite, row: Row, outcome: Plan, held: Stored) -> bool:
+    """Clear, append, then remove messages; every refusal is decided before ``row`` changes.
+    ``False`` (and an error) if refused."""
+    error: MemoryError | None = None
+    if row.status is not SessionStatus.ACTIVE:
+        error = MemoryValidationError(
+            f"session {write.session_id} is {row.status.value}; it accepts no messages"
+        )
+    if write.clear:
+        held = NOTHING_STORED
+        before = replace(row, first_seq=row.next_seq, summary_end=row.next_seq, summary_id="")
+        before.cleared_at = row.next_seq
+    else:
+        before = row
+    numbered = _number(write.messages, row.next_seq, held)
+    removal: _Removal | None = None
+    if write.remove and error is None:
+        found = _removal(write, before, numbered, held)
+        if isinstance(found, MemoryError):
+            error = found
+        else:
+            removal = found
+    if error is not None:
+        outcome.result.error = error
+        return False
+    if write.clear or removal is not None:
+        row.edited = outcome.result.version_before + 1
+    if write.clear:
+        row.first_seq = row.summary_end = row.cleared_at = row.next_seq
+        row.count, row.summary_id = 0, ""
+        outcome.clear = outcome.changed = True
+    if numbered:
+        outcome.messages = numbered
         outcome.result.appended_at = row.next_seq
-        row.count += seq - row.next_seq
-        row.next_seq = seq
+        row.count += len(numbered)
+        row.next_seq += len(numbered)
         outcome.changed = True
+    if removal is not None:
+        _take_out(removal, row, outcome)
+    return True
+
+
+def _number(messages: list[Message], start: int, held: Stored) -> list[tuple[int, Message]]:
+    """Sequence numbers, from ``start``, for the messages not stored yet."""
+    if not messages:
+        return []
+    seen = set(held.known([m.message_id for m in messages]))
+    numbered: list[tuple[int, Message]] = []
+    for message in messages:
+        if message.message_id not in seen:
+            seen.add(message.message_id)
+            numbered.append((start + len(numbered), message))
+    return numbered
+
+
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    gone: set[int]  # sequence numbers removed
+    next_seq: int  # the numbering after
+    summary: tuple[str, int] | None  # the latest summary left, when summaries go
+    cut: int  # summaries ending after this go
+
+
+def _removal(
+    write: SessionWrite, row: Row, numbered: list[tuple[int, Message]], held: Stored
+) -> _Removal | MemoryError:
+    """What removing ``write.remove`` takes out of ``row`` once ``numbered`` is appended."""
+    fresh = {m.message_id: seq for seq, m in numbered}
+    where = {i: fresh[i] for i in write.remove if i in fresh}
+    where.update(held.locate([i for i in write.remove if i not in fresh]))
+    missing = [i for i in write.remove if i not in where]
+    if missing:
+        return MessageNotFoundError(f"session {write.session_id} holds no message {missing[0]!r}")
+    gone = set(where.values())
+    appended_from = row.next_seq
+    seq = appended_from + len(numbered) - 1
+    while seq >= appended_from and seq in gone:
+        seq -= 1
+    if seq < appended_from:
+        seq = held.newest_below(seq + 1, gone)
+    next_seq = max(seq + 1, row.first_seq)
+    cut = min(min(gone), next_seq)
+    if cut >= row.summary_end:
+        return _Removal(gone, next_seq, None, cut)
+    summary_id, end = held.summary_before(cut)
+    if not summary_id:
+        end = row.cleared_at
+    if end < row.first_seq:
+        return MemoryValidationError(
+            f"session {write.session_id}: a message to remove is part of the summary that "
+            "holds trimmed messages; removing it would lose them"
+        )
+    return _Removal(gone, next_seq, (summary_id, end), cut)
+
+
+def _take_out(removal: _Removal, row: Row, outcome: Plan) -> None:
+    gone = removal.gone
+    stored_before = row.next_seq - len(outcome.messages)
+    outcome.messages = [(s, m) for s, m in outcome.messages if s not in gone]
+    outcome.removed = sorted(s for s in gone if s < stored_before)
+    if removal.summary is not None:
+        row.summary_id, row.summary_end = removal.summary
+        outcome.drop_summaries_after = removal.cut
+    row.count -= len(gone)
+    row.next_seq = removal.next_seq
+    outcome.changed = True
 
 
 def _set_fields(write: SessionWrite, row: Row, outcome: Plan) -> None:
@@ -313,6 +437,7 @@ def _add_summary(write: SessionWrite, row: Row, outcome: Plan) -> None:
     if (
         row.summary_id == write.summary_base
         and row.summary_end < summary.covers_through <= row.next_seq
+        and write.summary_seen >= row.edited
     ):
         outcome.summary = summary
         row.summary_id, row.summary_end = summary.summary_id, summary.covers_through

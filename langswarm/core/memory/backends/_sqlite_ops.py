@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +23,7 @@ from ..interfaces import Message, SessionMetadata, SessionStatus
 from ._codec import pack_message, pack_summary, unpack_message, unpack_summary
 from ._rows import Plan, Row, plan
 from ._sqlite_schema import SESSION_COLUMNS
-from .base import ABSENT, SessionSnapshot, SessionWrite, WriteResult
+from .base import ABSENT, REMOVED, SessionSnapshot, SessionWrite, WriteResult
 
 __all__ = [
     "apply_batch",
@@ -53,9 +53,22 @@ _UPSERT_SUMMARY = """
     ON CONFLICT (session_id, summary_id) DO UPDATE SET
         covers_through = excluded.covers_through, payload = excluded.payload"""
 _TRIM = "DELETE FROM messages WHERE session_id = ? AND seq < ?"
-_TAIL = "SELECT payload FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
+_REMOVE = "DELETE FROM messages WHERE session_id = ? AND seq = ?"
+_DROP_SUMMARIES = "DELETE FROM summaries WHERE session_id = ? AND covers_through > ?"
+_TAIL = "SELECT seq, payload FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
 _SUMMARIES = "SELECT payload FROM summaries WHERE session_id = ? ORDER BY covers_through, rowid"
-_RANGE = "SELECT payload FROM messages WHERE session_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
+_RANGE = (
+    "SELECT seq, payload FROM messages WHERE session_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
+)
+_LOCATE = f"""
+    SELECT message_id, seq FROM messages
+    WHERE session_id = ? AND message_id IN {_IN_BATCH}"""
+_NEWEST_BELOW = f"""
+    SELECT seq FROM messages WHERE session_id = ? AND seq < ? AND seq NOT IN {_IN_BATCH}
+    ORDER BY seq DESC LIMIT 1"""
+_SUMMARY_BEFORE = """
+    SELECT summary_id, covers_through FROM summaries
+    WHERE session_id = ? AND covers_through <= ? ORDER BY covers_through DESC, rowid DESC LIMIT 1"""
 # Per status: sessions and stored messages; the summary count rides along on every row.
 _USAGE = """
     SELECT status, COUNT(*), TOTAL(message_count), (SELECT COUNT(*) FROM summaries)
@@ -95,6 +108,8 @@ def _decoded(values: Sequence[Any]) -> Row:
         claim_until=values[18],
         writer=values[19],
         writer_since=values[20],
+        cleared_at=values[21],
+        edited=values[22],
     )
 
 
@@ -121,6 +136,8 @@ def _values(row: Row) -> tuple[Any, ...]:
         row.claim_until,
         row.writer,
         row.writer_since,
+        row.cleared_at,
+        row.edited,
     )
 
 
@@ -131,8 +148,11 @@ class _Changes:
 
     sessions: dict[str, None] = field(default_factory=dict)  # rows to store, in order
     deletes: list[tuple[str]] = field(default_factory=list)
+    clears: list[tuple[str]] = field(default_factory=list)
     trims: list[tuple[str, int]] = field(default_factory=list)
     messages: list[tuple[str, int, str, bytes]] = field(default_factory=list)
+    removed: list[tuple[str, int]] = field(default_factory=list)
+    dropped: list[tuple[str, int]] = field(default_factory=list)  # summaries after a seq
     summaries: list[tuple[str, str, int, bytes]] = field(default_factory=list)
 
     def touches(self, sid: str) -> bool:
@@ -143,11 +163,16 @@ class _Changes:
             self.deletes.append((sid,))
         if outcome.row is not None:
             self.sessions[sid] = None
+        if outcome.clear:
+            self.clears.append((sid,))
         if outcome.trim_to is not None:
             self.trims.append((sid, outcome.trim_to))
         self.messages.extend(
             (sid, seq, m.message_id, pack_message(m)) for seq, m in outcome.messages
         )
+        self.removed.extend((sid, seq) for seq in outcome.removed)
+        if outcome.drop_summaries_after is not None:
+            self.dropped.append((sid, outcome.drop_summaries_after))
         if outcome.summary is not None:
             s = outcome.summary
             self.summaries.append((sid, s.summary_id, s.covers_through, pack_summary(s)))
@@ -155,8 +180,15 @@ class _Changes:
     def write(self, db: sqlite3.Connection, rows: dict[str, Row]) -> None:
         if self.deletes:
             _delete_rows(db, self.deletes)
+        if self.clears:
+            db.executemany("DELETE FROM messages WHERE session_id = ?", self.clears)
+            db.executemany("DELETE FROM summaries WHERE session_id = ?", self.clears)
+        if self.removed:
+            db.executemany(_REMOVE, self.removed)
         if self.messages:
             db.executemany(_INSERT_MESSAGE, self.messages)
+        if self.dropped:
+            db.executemany(_DROP_SUMMARIES, self.dropped)
         for sid, before in self.trims:
             gone = db.execute(_TRIM, (sid, before)).rowcount
             rows[sid].count = max(rows[sid].count - gone, 0)
@@ -188,21 +220,45 @@ def apply_batch(
                 changes.write(db, rows)
                 changes = _Changes()
             ids = known.setdefault(sid, set())
-            outcome = plan(write, rows.get(sid), _holds(ids), now)
+            outcome = plan(write, rows.get(sid), _Held(db, sid, ids), now)
             results.append(outcome.result)
             changes.add(sid, outcome)
             if outcome.row is not None:
                 rows[sid] = outcome.row
             elif outcome.delete:
                 rows.pop(sid, None)
+            if outcome.delete or outcome.clear:
                 ids.clear()
+            if write.remove and outcome.changed:
+                ids.difference_update(write.remove)
             ids.update(m.message_id for _, m in outcome.messages)
         changes.write(db, rows)
     return results
 
 
-def _holds(ids: set[str]) -> Callable[[list[str]], set[str]]:
-    return lambda _: ids
+class _Held:
+    """What :func:`._rows.plan` asks of one session's stored messages and summaries: the
+    batch's message ids it holds were read up front; the rest (for removals) is asked here."""
+
+    __slots__ = ("_db", "_ids", "_sid")
+
+    def __init__(self, db: sqlite3.Connection, sid: str, ids: set[str]) -> None:
+        self._db, self._sid, self._ids = db, sid, ids
+
+    def known(self, ids: list[str]) -> Collection[str]:
+        return self._ids
+
+    def locate(self, ids: list[str]) -> dict[str, int]:
+        return dict(self._db.execute(_LOCATE, (self._sid, json.dumps(ids))).fetchall())
+
+    def newest_below(self, limit: int, skip: Collection[int]) -> int:
+        found = self._db.execute(_NEWEST_BELOW, (self._sid, limit, json.dumps(list(skip))))
+        row = found.fetchone()
+        return -1 if row is None else int(row[0])
+
+    def summary_before(self, end: int) -> tuple[str, int]:
+        row = self._db.execute(_SUMMARY_BEFORE, (self._sid, end)).fetchone()
+        return ("", 0) if row is None else (row[0], int(row[1]))
 
 
 def _read_batch(
@@ -245,9 +301,10 @@ def load_session(db: sqlite3.Connection, session_id: str, tail: int) -> SessionS
         summaries = db.execute(_SUMMARIES, (session_id,)).fetchall()
     finally:
         db.execute("COMMIT")
+    newest.reverse()
     return SessionSnapshot(
         meta=row.meta(),
-        messages=[unpack_message(payload) for (payload,) in reversed(newest)],
+        messages=_sequence(newest, newest[0][0] if newest else row.next_seq),
         first_seq=row.first_seq,
         next_seq=row.next_seq,
         summaries=[unpack_summary(payload) for (payload,) in summaries],
@@ -257,8 +314,25 @@ def load_session(db: sqlite3.Connection, session_id: str, tail: int) -> SessionS
 
 
 def load_messages(db: sqlite3.Connection, session_id: str, start: int, stop: int) -> list[Message]:
-    rows = db.execute(_RANGE, (session_id, start, stop)).fetchall()
-    return [unpack_message(payload) for (payload,) in rows]
+    db.execute("BEGIN")
+    try:
+        found = db.execute(
+            "SELECT first_seq FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        rows = db.execute(_RANGE, (session_id, start, stop)).fetchall() if found else []
+    finally:
+        db.execute("COMMIT")
+    return _sequence(rows, max(start, found[0])) if found else []
+
+
+def _sequence(rows: list[tuple[int, bytes]], start: int) -> list[Message]:
+    """Messages from ``(seq, payload)`` rows in order, from ``start``: holes as ``REMOVED``."""
+    out: list[Message] = []
+    for seq, payload in rows:
+        if seq - start > len(out):
+            out.extend([REMOVED] * (seq - start - len(out)))
+        out.append(unpack_message(payload))
+    return out
 
 
 def list_sessions(

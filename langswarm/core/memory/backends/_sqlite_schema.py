@@ -20,7 +20,7 @@ from ._codec import unpack_meta
 
 __all__ = ["SCHEMA_VERSION", "SESSION_COLUMNS", "prepare"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: WAL pages between automatic checkpoints (SQLite's default is 1,000). Concurrent sessions
 #: dirty many index pages per batch; checkpointing less often writes each page back once
 #: for several batches.
@@ -29,7 +29,8 @@ WAL_AUTOCHECKPOINT = 4000
 SESSION_COLUMNS = (
     "session_id, user_id, incarnation, version, status, created_at, updated_at, expires_at, "
     "max_messages, max_tokens, auto_summarize_threshold, custom, first_seq, next_seq, "
-    "message_count, summary_id, summary_end, claim, claim_until, writer, writer_since"
+    "message_count, summary_id, summary_end, claim, claim_until, writer, writer_since, "
+    "cleared_at, edited"
 )
 
 _SESSIONS = """CREATE TABLE IF NOT EXISTS sessions (
@@ -53,7 +54,9 @@ _SESSIONS = """CREATE TABLE IF NOT EXISTS sessions (
     claim INTEGER NOT NULL,
     claim_until REAL NOT NULL,
     writer TEXT NOT NULL,
-    writer_since INTEGER NOT NULL
+    writer_since INTEGER NOT NULL,
+    cleared_at INTEGER NOT NULL DEFAULT 0,
+    edited INTEGER NOT NULL DEFAULT 0
 )"""
 
 _SCHEMA = (
@@ -114,6 +117,9 @@ def prepare(db: sqlite3.Connection, path: str, persistent: bool, pragmas: dict[s
                 db.execute(statement)
         if version in (1, 2):
             _from_2(db)
+        if version == 3:  # version 3 had no cleared_at and edited
+            db.execute("ALTER TABLE sessions ADD COLUMN cleared_at INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE sessions ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
         for statement in _SCHEMA:
             db.execute(statement)
         # Written even when unchanged: a read-only file fails here, not at the first batch.
@@ -149,7 +155,7 @@ def _from_2(db: sqlite3.Connection) -> None:
         ).fetchone()
         db.execute(
             f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES "
-            "(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', 0)",
+            "(?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', 0, 0, 0)",
             (
                 sid,
                 meta.user_id,

@@ -18,17 +18,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..exceptions import MemoryError
-from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
+from ..interfaces import (
+    ConversationSummary,
+    Message,
+    MessageRole,
+    SessionMetadata,
+    SessionStatus,
+)
 
 __all__ = [
+    "REMOVED",
     "Backend",
     "SessionSnapshot",
     "SessionState",
     "SessionWrite",
     "WriteResult",
+    "live",
 ]
 
 
@@ -42,17 +50,26 @@ class SessionWrite:
        refuse an ``exclusive`` create, or one by another owner;
     3. the rest applies only to ``incarnation`` (refused for any other, or none) and, with
        ``expect_version``, only while the version is that one (else ``conflict``):
+       ``clear`` drops every message and summary (numbering carries on);
        ``messages`` are appended at the end, each at most once per session (an id already
-       stored is skipped; refused while the session is archived); ``settings`` (the
+       stored is skipped); ``remove`` takes out the messages with those ids (each must be
+       stored), leaving a hole in the numbering, except at the end, where the numbering
+       shrinks back to the newest message left; summaries covering a removed message go
+       (refused if that would leave trimmed messages in no summary); messages, removals and
+       clears are refused while the session is archived; ``settings`` (the
        ``max_*``/``auto_summarize_threshold`` fields), ``custom`` (merged key by key),
        ``status`` and ``touched`` (the new ``updated_at``) are set; ``summary`` is stored if
-       it folds in the latest stored summary (``summary_base``, ``""`` for none) and covers more;
+       it folds in the latest stored summary (``summary_base``, ``""`` for none), covers more,
+       and was made from messages read at version ``summary_seen`` or later than the latest
+       removal or clear;
        messages below ``trim_before`` go, but never one the latest summary does not cover,
        and only if every change since version ``trim_base`` came from this ``writer`` (whose
        view of the session the cut was checked against); ``claim`` claims the automatic
        summary of that trigger point for ``claim_seconds``.
 
-    A write with nothing but an incarnation only reports the session's state (a probe).
+    A created session numbers its messages from ``start_seq`` (a fork keeps its source's
+    numbers). A write with nothing but an incarnation only reports the session's state (a
+    probe).
     """
 
     session_id: str
@@ -61,14 +78,18 @@ class SessionWrite:
     delete: bool = False
     create: SessionMetadata | None = None
     exclusive: bool = False
+    start_seq: int = 0
     expect_version: int | None = None
+    clear: bool = False
     messages: list[Message] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
     settings: dict[str, int | None] = field(default_factory=dict)
     custom: dict[str, Any] = field(default_factory=dict)
     status: SessionStatus | None = None
     touched: datetime | None = None
     summary: ConversationSummary | None = None
     summary_base: str = ""
+    summary_seen: int = 0
     trim_before: int | None = None
     trim_base: int = 0
     claim: int | None = None
@@ -76,10 +97,20 @@ class SessionWrite:
 
     def drop_changes(self) -> None:
         """Forget every change but a delete or create (when the session goes anyway)."""
-        self.messages = []
+        self.messages, self.remove, self.clear = [], [], False
         self.settings, self.custom = {}, {}
         self.status = self.touched = self.summary = None
         self.trim_before = self.claim = None
+
+
+#: Stands in, in loaded message lists, for a removed message (a hole in the numbering), so
+#: that position still gives sequence number; readers leave it out (see :func:`live`).
+REMOVED: Final = Message(MessageRole.SYSTEM, "", message_id="\0removed", token_count=0)
+
+
+def live(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` without the holes of removed ones."""
+    return [m for m in messages if m is not REMOVED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +150,8 @@ class SessionSnapshot:
     """A session as loaded from storage: metadata, the newest messages and all summaries.
 
     ``messages`` are the newest stored ones, oldest first, the last of them at
-    ``next_seq - 1``; ``first_seq`` is the lowest sequence number still stored.
+    ``next_seq - 1`` (holes of removed messages as :data:`REMOVED`); ``first_seq`` is the
+    lowest sequence number still stored.
     """
 
     meta: SessionMetadata
@@ -166,7 +198,8 @@ class Backend(Protocol):
         """Load a session with at most ``tail`` of its newest messages; ``None`` if absent."""
 
     async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
-        """Stored messages with ``start <= seq < stop``, oldest first."""
+        """Stored messages with ``start <= seq < stop``, oldest first: from ``start`` (at
+        least the first stored) to the newest found, holes as :data:`REMOVED`."""
 
     async def list_sessions(
         self,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ..interfaces import ConversationSummary, Message, SessionMetadata, SessionStatus
-from ._rows import Row, plan
-from .base import SessionSnapshot, SessionWrite, WriteResult
+from ._rows import NOTHING_STORED, Row, plan
+from .base import REMOVED, SessionSnapshot, SessionWrite, WriteResult
 
 __all__ = ["InMemoryBackend"]
 
@@ -19,8 +20,32 @@ __all__ = ["InMemoryBackend"]
 class _Stored:
     row: Row
     messages: dict[int, Message] = field(default_factory=dict)  # by sequence number
-    ids: set[str] = field(default_factory=set)
+    ids: dict[str, int] = field(default_factory=dict)  # message id -> sequence number
     summaries: dict[str, ConversationSummary] = field(default_factory=dict)
+
+    def known(self, ids: list[str]) -> Collection[str]:
+        return [i for i in ids if i in self.ids]
+
+    def locate(self, ids: list[str]) -> dict[str, int]:
+        return {i: self.ids[i] for i in ids if i in self.ids}
+
+    def newest_below(self, limit: int, skip: Collection[int]) -> int:
+        seq = limit - 1
+        while seq >= self.row.first_seq and (seq in skip or seq not in self.messages):
+            seq -= 1
+        return seq if seq >= self.row.first_seq else -1
+
+    def summary_before(self, end: int) -> tuple[str, int]:
+        found = [s for s in self.summaries.values() if s.covers_through <= end]
+        if not found:
+            return "", 0
+        latest = max(found, key=lambda s: s.covers_through)
+        return latest.summary_id, latest.covers_through
+
+    def sequence(self, start: int, stop: int) -> list[Message]:
+        """Slots ``start <= seq < stop``, holes as ``REMOVED``."""
+        get = self.messages.get
+        return [get(seq, REMOVED) for seq in range(start, stop)]
 
 
 class InMemoryBackend:
@@ -33,6 +58,9 @@ class InMemoryBackend:
 
     def __init__(self) -> None:
         self._sessions: dict[str, _Stored] = {}
+        # Runtimes on several threads' event loops may share the backend; a batch is applied
+        # whole before another thread's.
+        self._lock = threading.Lock()
 
     def preflight(self) -> None:
         return None
@@ -44,15 +72,17 @@ class InMemoryBackend:
         return None
 
     async def apply(self, batch: Sequence[SessionWrite]) -> list[WriteResult]:
-        return [self._apply(write) for write in batch]
+        with self._lock:
+            return [self._apply(write) for write in batch]
 
     def _apply(self, write: SessionWrite) -> WriteResult:
         sid = write.session_id
         stored = self._sessions.get(sid)
+        first = 0 if stored is None else stored.row.first_seq
         outcome = plan(
             write,
             None if stored is None else stored.row,
-            lambda ids: [] if stored is None else [i for i in ids if i in stored.ids],
+            NOTHING_STORED if stored is None else stored,
             time.time(),
         )
         if outcome.delete:
@@ -64,14 +94,26 @@ class InMemoryBackend:
             stored.row = outcome.row
         if stored is None:
             return outcome.result
+        if outcome.clear:
+            stored.messages.clear()
+            stored.ids.clear()
+            stored.summaries.clear()
         for seq, message in outcome.messages:
             stored.messages[seq] = message
-            stored.ids.add(message.message_id)
+            stored.ids[message.message_id] = seq
+        for seq in outcome.removed:
+            del stored.ids[stored.messages.pop(seq).message_id]
+        cut = outcome.drop_summaries_after
+        if cut is not None:
+            stored.summaries = {
+                k: s for k, s in stored.summaries.items() if s.covers_through <= cut
+            }
         if outcome.summary is not None:
             stored.summaries[outcome.summary.summary_id] = outcome.summary
         if outcome.trim_to is not None:
-            for seq in [s for s in stored.messages if s < outcome.trim_to]:
-                stored.ids.discard(stored.messages.pop(seq).message_id)
+            for seq in range(first, outcome.trim_to):
+                if seq in stored.messages:
+                    del stored.ids[stored.messages.pop(seq).message_id]
             stored.row.count = len(stored.messages)
         return outcome.result
 
@@ -80,10 +122,14 @@ class InMemoryBackend:
         if stored is None:
             return None
         row = stored.row
-        seqs = sorted(stored.messages)[-tail:] if tail > 0 else []
+        start = row.next_seq
+        found = 0
+        while found < tail and start > row.first_seq:
+            start -= 1
+            found += start in stored.messages
         return SessionSnapshot(
             meta=row.meta(),
-            messages=[stored.messages[seq] for seq in seqs],
+            messages=stored.sequence(start, row.next_seq),
             first_seq=row.first_seq,
             next_seq=row.next_seq,
             summaries=sorted(stored.summaries.values(), key=lambda s: s.covers_through),
@@ -95,7 +141,8 @@ class InMemoryBackend:
         stored = self._sessions.get(session_id)
         if stored is None:
             return []
-        return [stored.messages[seq] for seq in sorted(stored.messages) if start <= seq < stop]
+        row = stored.row
+        return stored.sequence(max(start, row.first_seq), min(stop, row.next_seq))
 
     async def list_sessions(
         self,

@@ -75,6 +75,10 @@ class SQLiteBackend:
         # Owned by the private loop: set in _open, cleared in _close.
         self._conn: Connection | None = None
         self._file_id: tuple[int, int] | None = None
+        # Runtimes (one per event loop, each in its thread) that opened it and have not
+        # closed it: the connection closes with the last of them.
+        self._users = 0
+        self._users_lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -82,30 +86,43 @@ class SQLiteBackend:
         """Nothing to reach ahead of time: the file is opened (and checked) by :meth:`open`."""
 
     async def open(self) -> None:
-        if self._conn is not None:
-            return
+        """Open for the running event loop; each loop that uses the backend opens it."""
         check_driver()
+        # Counted and handed to the private loop in one step, so that a close on another
+        # thread never stops the loop between the two.
+        with self._users_lock:
+            self._users += 1
+            opened = self._thread.submit(self._open)
         try:
             # Shielded: opening is bounded (busy_timeout) and must end open or cleaned up.
             with anyio.CancelScope(shield=True):
-                await self._thread.run(self._open)
+                await self._thread.wait(opened)
         except _MemoryError:
-            self._thread.stop()
+            await self.close()
             raise
         except Exception as exc:
-            self._thread.stop()
+            await self.close()
             error = describe(exc, self.db_path)
             if not isinstance(error, MemoryConnectionError):
                 error = MemoryConnectionError(f"cannot use SQLite database: {error}")
             raise error from exc
 
     async def close(self) -> None:
+        """Close for the running event loop; other loops' runtimes carry on until theirs,
+        and the last one closes the connection and stops the private loop."""
+        with self._users_lock:
+            self._users = max(self._users - 1, 0)
+            if self._users > 0:
+                return
+            closed = self._thread.submit(self._close) if self._thread.started else None
         try:
-            if self._conn is not None:
+            if closed is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._thread.run(self._close)
+                    await self._thread.wait(closed)
         finally:
-            self._thread.stop()
+            with self._users_lock:
+                if self._users == 0:
+                    self._thread.stop()
 
     def apply(self, batch: Sequence[SessionWrite]) -> Awaitable[list[WriteResult]]:
         # Handed to the driver now (trio) or when first awaited (asyncio), never twice.
@@ -182,6 +199,8 @@ class SQLiteBackend:
     # -- private loop -------------------------------------------------------------------------
 
     async def _open(self) -> None:
+        if self._conn is not None:  # opened for another event loop already
+            return
         self._file_id = None
         # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
         # backend nobody closed never blocks interpreter exit.

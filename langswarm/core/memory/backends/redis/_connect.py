@@ -9,6 +9,7 @@ asyncio loop in a helper thread, whose client that loop owns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from ...exceptions import (
 )
 
 __all__ = ["Client", "Target", "map_error", "redact"]
+
+log = logging.getLogger("langswarm.memory.redis")
 
 Client = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -199,7 +202,15 @@ class Clients:
         client = self._by_loop.get(loop)
         if client is None:
             with self._lock:
-                client = self._by_loop.setdefault(loop, self._target.connect(*self._options))
+                client = self._by_loop.get(loop)
+                if client is None:
+                    client = self._by_loop[loop] = self._target.connect(*self._options)
+                    log.debug(
+                        "new redis client for %s (pool of %d connections)",
+                        self._target.where,
+                        self._options[0],
+                        extra={"backend": "redis"},
+                    )
         return client
 
     async def close_current(self) -> None:

@@ -11,7 +11,7 @@ from ...exceptions import MemoryCorruptionError
 from ...interfaces import Message, SessionMetadata, SessionStatus
 from .._codec import pack_message, pack_summary, unpack_message
 from .._rows import SETTINGS, Row
-from ..base import ABSENT, SessionState, SessionWrite, WriteResult
+from ..base import ABSENT, REMOVED, SessionState, SessionWrite, WriteResult
 
 __all__ = [
     "Keys",
@@ -53,6 +53,9 @@ def element(message: Message) -> bytes:
 
 
 def message_of(stored: bytes) -> Message:
+    """The message of a list element (``REMOVED`` for the hole a removed one left)."""
+    if not stored:
+        return REMOVED
     _, _, payload = stored.partition(b"\0")
     return unpack_message(payload)
 
@@ -69,8 +72,30 @@ def control(write: SessionWrite, now: float) -> tuple[str, list[bytes]]:
     if write.create is not None:
         spec["c"] = _creation(write.create)
         spec["e"] = write.exclusive
+        if write.start_seq:
+            spec["ss"] = write.start_seq
+    if write.clear:
+        spec["clr"] = True
+    if write.remove:
+        spec["r"] = write.remove
     if write.expect_version is not None:
         spec["v"] = write.expect_version
+    _add_updates(write, spec)
+    extra = [element(m) for m in write.messages]
+    if write.summary is not None:
+        s = write.summary
+        spec["sm"] = {
+            "id": s.summary_id,
+            "ct": s.covers_through,
+            "b": write.summary_base,
+            "sn": write.summary_seen,
+        }
+        extra.append(pack_summary(s))
+    return _json(spec), extra
+
+
+def _add_updates(write: SessionWrite, spec: dict[str, Any]) -> None:
+    """Settings, metadata, status, touch, trim and summary claim, where the write has them."""
     if write.settings:
         spec["st"] = {_SHORT[k]: v or 0 for k, v in write.settings.items() if k in _SHORT}
     if write.custom:
@@ -79,16 +104,10 @@ def control(write: SessionWrite, now: float) -> tuple[str, list[bytes]]:
         spec["status"] = write.status.value
     if write.touched is not None:
         spec["t"] = write.touched.timestamp()
-    extra = [element(m) for m in write.messages]
-    if write.summary is not None:
-        s = write.summary
-        spec["sm"] = {"id": s.summary_id, "ct": s.covers_through, "b": write.summary_base}
-        extra.append(pack_summary(s))
     if write.trim_before is not None:
         spec["tr"], spec["tb"] = write.trim_before, write.trim_base
     if write.claim is not None:
         spec["cl"], spec["cs"] = write.claim, write.claim_seconds
-    return _json(spec), extra
 
 
 def _creation(meta: SessionMetadata) -> dict[str, Any]:
@@ -109,6 +128,12 @@ _ERRORS = {
     "owner": ("SessionOwnershipError", "session {} belongs to another user"),
     "notfound": ("SessionNotFoundError", "session {} was deleted"),
     "archived": ("MemoryValidationError", "session {} is {}; it accepts no messages"),
+    "missing": ("MessageNotFoundError", "session {} holds no message {!r}"),
+    "trimmed": (
+        "MemoryValidationError",
+        "session {}: a message to remove is part of the summary that holds trimmed messages; "
+        "removing it would lose them{}",
+    ),
     "corrupt": ("MemoryCorruptionError", "stored data of session {} is not ours: {}"),
 }
 
@@ -168,6 +193,8 @@ def row_of(session_id: str, fields: Mapping[bytes, bytes]) -> Row:
             claim_until=float(h["cu"]),
             writer=h["w"].decode(),
             writer_since=int(h["ws"]),
+            cleared_at=int(h.get("cp", 0)),
+            edited=int(h.get("ed", 0)),
         )
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
         raise MemoryCorruptionError(

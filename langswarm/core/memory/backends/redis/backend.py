@@ -99,6 +99,7 @@ class RedisBackend:
         # trio ones among them reach Redis through the private loop.
         self._users = 0
         self._private_users = 0
+        self._count_lock = threading.Lock()
         self._closed = False  # every user closed it (calls then fail at once)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -129,34 +130,47 @@ class RedisBackend:
 
     async def open(self) -> None:
         """Open for the running event loop (each loop that uses the backend opens it)."""
-        self._users += 1
-        self._closed = False
-        if not on_asyncio():
-            self._private_users += 1
+        with self._count_lock:
+            self._users += 1
+            self._closed = False
+            if not on_asyncio():
+                self._private_users += 1
         try:
             await self._run(load_scripts)
         except BaseException as exc:
-            self._users -= 1
-            if not on_asyncio():
-                self._private_users -= 1
+            with self._count_lock:
+                self._users -= 1
+                if not on_asyncio():
+                    self._private_users -= 1
             if isinstance(exc, TransientBackendError):
                 raise MemoryConnectionError(str(exc)) from exc
             raise
+        log.info(
+            "opened redis at %s (%s, %s)",
+            self._where,
+            "cluster" if self.cluster else "single server",
+            "asyncio loop" if on_asyncio() else "private loop for trio",
+            extra={"backend": self.name},
+        )
 
     async def close(self) -> None:
         """Close for the running event loop; the other loops' users carry on."""
         asyncio_host = on_asyncio()
-        if self._users > 0:
-            self._users -= 1
-            if not asyncio_host:
-                self._private_users -= 1
-        self._closed = self._users == 0
+        with self._count_lock:  # runtimes on other threads open and close it meanwhile
+            if self._users > 0:
+                self._users -= 1
+                if not asyncio_host:
+                    self._private_users -= 1
+            self._closed = self._users == 0
+            # Only the last of the private loop's users stops it, once.
+            last_private = not asyncio_host and self._private_users == 0
         with anyio.CancelScope(shield=True):
             if asyncio_host:
                 await self._clients.close_current()
-            if self._private_users == 0 and self._thread.started:
+            elif last_private and self._thread.started:
                 await self._thread.run(self._close_private)
                 self._thread.stop()
+        log.info("closed redis at %s", self._where, extra={"backend": self.name})
 
     async def _close_private(self) -> None:
         # Calls still running (say, retrying against a dead server) end now: once the loop
