@@ -1,4 +1,5 @@
-"""The ``langswarm-memory`` console command.
+"""``langswarm-memory bench``: the load benchmark's command line (argparse, kept as it was
+when it was the only command, so its options and messages stay the same).
 
     langswarm-memory bench --backend sqlite --sessions 1000 --duration 10 --plot run.png
 
@@ -14,13 +15,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from . import exceptions
+from .. import exceptions
 
 if TYPE_CHECKING:
-    from ._bench.progress import Progress
-    from ._bench.workload import Workload
+    from .._bench.progress import Progress
+    from .._bench.workload import Workload
 
-__all__ = ["main"]
+__all__ = ["PROG", "build_parser", "run"]
 
 PROG = "langswarm-memory"
 
@@ -104,7 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    where = bench.add_argument_group("backend and runtime")
+    _backend_options(bench.add_argument_group("backend and runtime"))
+    shape = bench.add_argument_group("workload")
+    _workload_options(shape)
+    _traffic_options(shape)
+    _session_options(shape)
+    _output_options(bench.add_argument_group("output"))
+    bench.set_defaults(handler=bench_command, parser=bench)
+    return parser
+
+
+def _backend_options(where: argparse._ArgumentGroup) -> None:
     where.add_argument(
         "--backend",
         choices=("memory", "sqlite", "redis"),
@@ -137,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="event loop to run on (default: %(default)s)",
     )
 
-    shape = bench.add_argument_group("workload")
+
+def _workload_options(shape: argparse._ArgumentGroup) -> None:
     shape.add_argument(
         "--sessions",
         type=_positive_int,
@@ -172,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="sessions driven at the same time (default: all of them); each driver serves "
         "its share of the sessions round-robin",
     )
+
+
+def _traffic_options(shape: argparse._ArgumentGroup) -> None:
     shape.add_argument(
         "--message-chars",
         type=_positive_int,
@@ -202,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean pause after each step of a session, drawn uniformly from 0.5-1.5x this "
         "(default: %(default)s, no pause)",
     )
+
+
+def _session_options(shape: argparse._ArgumentGroup) -> None:
     shape.add_argument(
         "--read-ratio",
         type=_open_ratio,
@@ -236,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         "steps (default: %(default)s)",
     )
 
-    output = bench.add_argument_group("output")
+
+def _output_options(output: argparse._ArgumentGroup) -> None:
     output.add_argument(
         "--json",
         type=_output(None),
@@ -254,12 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not show the live progress line on stderr",
     )
-    bench.set_defaults(handler=bench_command, parser=bench)
-    return parser
 
 
 def _workload(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Workload:
-    from ._bench.workload import Workload
+    from .._bench.workload import Workload
 
     if args.sqlite_path is not None and args.backend != "sqlite":
         parser.error("--sqlite-path only applies to --backend sqlite")
@@ -312,8 +329,8 @@ def _close(progress: Progress | None) -> None:
 def bench_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``bench``: build the workload, run it with live progress, print and save."""
     try:
-        from ._bench import engine, report
-        from ._bench.progress import Progress
+        from .._bench import engine, report
+        from .._bench.progress import Progress
     except ImportError as exc:
         print(
             f"{PROG} bench: error: {exc.name or exc} is missing; install the 'bench' extra: "
@@ -347,15 +364,12 @@ def bench_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``langswarm-memory`` console script."""
+def run(argv: Sequence[str]) -> int:
+    """Parse ``argv`` (starting with ``bench``) and run the benchmark; usage errors raise
+    ``SystemExit(2)`` as argparse does."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     status: int = args.handler(args, args.parser)
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
