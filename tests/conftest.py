@@ -57,6 +57,15 @@ def durable_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (to pause, kill or restart), no persistence."""
+    server = RedisServer(port=free_port(), directory=tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """URL of the shared test redis-server, flushed before the test."""
     redis_server.flushall()

@@ -5,28 +5,18 @@ full, and every message acknowledged to them is stored once the server answers a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import anyio
 import psutil
 import pytest
 
 from langswarm.core.memory import MemoryManager, create_openai_message
-from tests._servers import RedisServer, free_port
+from tests._servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 WRITERS = 500
 OUTAGE = float(os.environ.get("LANGSWARM_OUTAGE_SECONDS", "15"))
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    redis = RedisServer(port=free_port(), directory=tmp_path)
-    redis.start()
-    yield redis
-    redis.stop()
 
 
 def memory(url: str) -> MemoryManager:
@@ -41,7 +31,7 @@ def memory(url: str) -> MemoryManager:
     return MemoryManager.from_config(memory=config)
 
 
-async def test_a_long_outage_loses_no_acknowledged_write(server: RedisServer) -> None:
+async def test_a_long_outage_loses_no_acknowledged_write(private_redis: RedisServer) -> None:
     acknowledged: dict[str, list[str]] = {f"w{i}": [] for i in range(WRITERS)}
     process = psutil.Process()
     rss_before = process.memory_info().rss
@@ -60,20 +50,20 @@ async def test_a_long_outage_loses_no_acknowledged_write(server: RedisServer) ->
             n += 1
             await anyio.sleep(0.2)  # offered load below what the store takes, until it stops
 
-    async with memory(server.url) as manager:
+    async with memory(private_redis.url) as manager:
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             for name in acknowledged:
                 tg.start_soon(writer, manager, name, stop)
             await anyio.sleep(1)
-            server.pause()
+            private_redis.pause()
             before = sum(map(len, acknowledged.values()))
             with anyio.move_on_after(OUTAGE):
                 while True:
                     rss_peak = max(rss_peak, process.memory_info().rss)
                     await anyio.sleep(0.25)
             during = sum(map(len, acknowledged.values())) - before
-            server.resume()
+            private_redis.resume()
             await anyio.sleep(1)
             stop.set()
     total = sum(map(len, acknowledged.values()))
@@ -85,7 +75,7 @@ async def test_a_long_outage_loses_no_acknowledged_write(server: RedisServer) ->
     assert 0 < during <= 2 * 2_000 + WRITERS
     assert rss_peak - rss_before < 256 * 2**20
 
-    async with memory(server.url) as fresh:
+    async with memory(private_redis.url) as fresh:
         for name, ids in acknowledged.items():
             session = await fresh.get_session(name)
             assert session is not None

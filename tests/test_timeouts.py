@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from langswarm.core.memory import MemoryManager, create_openai_message
 from langswarm.core.memory.exceptions import MemoryError, MemoryOutcomeUnknownError
-from tests._servers import RedisServer, free_port
+from tests._servers import RedisServer
 from tests.helpers import hold_write_lock
 
 pytestmark = pytest.mark.anyio
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.anyio
 STALL = float(os.environ.get("LANGSWARM_STALL_SECONDS", "12"))
 CALL_TIMEOUT = 3.0
 WRITERS = 8
-
-
-@pytest.fixture
-def frozen_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), directory=tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 class Ledger:
@@ -123,18 +115,18 @@ async def test_the_sqlite_write_lock_held_by_another_process(tmp_path: Path) -> 
         await check(memory, ledger)
 
 
-async def test_redis_frozen(frozen_redis: RedisServer) -> None:
+async def test_redis_frozen(private_redis: RedisServer) -> None:
     config = {
         "backend": "redis",
-        "config": {"url": frozen_redis.url, "socket_timeout": 1.0, "connect_timeout": 1.0},
+        "config": {"url": private_redis.url, "socket_timeout": 1.0, "connect_timeout": 1.0},
         "call_timeout": CALL_TIMEOUT,
         "retry_budget": 2.0,
         "shutdown_grace": 5,
     }
 
     async def stall() -> None:
-        frozen_redis.pause()
+        private_redis.pause()
 
     async with MemoryManager.from_config(memory=config) as memory:
-        ledger = await run_stall(memory, stall, frozen_redis.resume)
+        ledger = await run_stall(memory, stall, private_redis.resume)
         await check(memory, ledger)

@@ -61,32 +61,34 @@ async def _span(actor: SessionActor, start: int, stop: int) -> list[Message]:
     return older + tail.messages[: max(stop - tail.start, 0)]
 
 
-async def _newest(actor: SessionActor) -> tuple[int, Message] | None:
-    """The newest message and its sequence number (``None``: the session holds none)."""
+async def _newest_where(
+    actor: SessionActor, wanted: Callable[[Message], bool]
+) -> tuple[int, Message] | None:
+    """The newest stored message that ``wanted`` accepts, with its sequence number, paging
+    back from the newest (``None``: there is none)."""
     tail = actor.tail
     stop = tail.next
     while stop > tail.first:
         start = max(tail.first, stop - PAGE)
         messages = await _span(actor, start, stop)
         for offset in range(len(messages) - 1, -1, -1):
-            if messages[offset] is not REMOVED:
+            if messages[offset] is not REMOVED and wanted(messages[offset]):
                 return start + offset, messages[offset]
         stop = start
     return None
 
 
+async def _newest(actor: SessionActor) -> tuple[int, Message] | None:
+    """The newest message and its sequence number (``None``: the session holds none)."""
+    return await _newest_where(actor, lambda _: True)
+
+
 async def _find(actor: SessionActor, message_id: str) -> tuple[int, Message]:
     """The message with this id and its sequence number, searched newest first."""
-    tail = actor.tail
-    stop = tail.next
-    while stop > tail.first:
-        start = max(tail.first, stop - PAGE)
-        messages = await _span(actor, start, stop)
-        for offset in range(len(messages) - 1, -1, -1):
-            if messages[offset].message_id == message_id and messages[offset] is not REMOVED:
-                return start + offset, messages[offset]
-        stop = start
-    raise MessageNotFoundError(f"session {actor.session_id} holds no message {message_id!r}")
+    found = await _newest_where(actor, lambda m: m.message_id == message_id)
+    if found is None:
+        raise MessageNotFoundError(f"session {actor.session_id} holds no message {message_id!r}")
+    return found
 
 
 async def _exchange(actor: SessionActor, seq: int, message: Message) -> dict[int, Message]:
