@@ -367,5 +367,21 @@ def build(
             f"memory config key 'config' expects a dict of backend options, not "
             f"{type(config).__name__}"
         )
+    encryption = options.pop("encryption", None)
     options.update(overrides)
-    return _backend(kind.lower(), config), settings_from_options(options)
+    backend = _backend(kind.lower(), config)
+    if encryption is not None:
+        backend = _encrypted(backend, encryption)
+    return backend, settings_from_options(options)
+
+
+def _encrypted(backend: Any, encryption: object) -> Any:
+    """``backend`` behind encryption at rest, from ``{"keyring": ..., "allow_plaintext": ...}``."""
+    from .backends.encrypted import EncryptedBackend
+
+    if not isinstance(encryption, Mapping) or "keyring" not in encryption or "inner" in encryption:
+        raise MemoryConfigurationError(
+            "memory config key 'encryption' expects {'keyring': ..., 'allow_plaintext': bool}"
+        )
+    checked = parse_options(EncryptedBackend, encryption, "encryption")
+    return _construct(lambda **kw: EncryptedBackend(backend, **kw), checked, "encryption")
