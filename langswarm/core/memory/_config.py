@@ -3,8 +3,8 @@
 Runtime options are the fields of :class:`RuntimeSettings`; backend options are the keyword
 arguments of each backend's constructor, checked by :func:`parse_options` the same way. Each
 option's type is its annotation and its meaning its ``help`` metadata, so an error can name the
-key, the type expected and the values allowed, and the reference in the README is checked
-against these definitions.
+key, the type expected and the values allowed, and the reference in docs/configuration.md is
+checked against these definitions.
 """
 
 from __future__ import annotations

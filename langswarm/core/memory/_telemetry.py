@@ -26,7 +26,13 @@ from .backends.retrying import RetryingBackend
 from .interfaces import Message, SessionMetadata, SessionStatus
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import (
+        CallbackOptions,
+        Histogram,
+        Meter,
+        MeterProvider,
+        Observation,
+    )
     from opentelemetry.trace import Tracer, TracerProvider
 
 __all__ = [
@@ -112,23 +118,22 @@ class _Instruments:
 
         self.tracer = tracer
         self.client, self.error = SpanKind.CLIENT, Status(StatusCode.ERROR)
-        self.commit_duration = meter.create_histogram(
+        self.commit_duration = _histogram(
+            meter,
             "langswarm.memory.commit.duration",
-            unit="s",
-            description="From a batch's first write to its commit (stored or failed)",
-            explicit_bucket_boundaries_advisory=SECONDS,
+            "s",
+            "From a batch's first write to its commit (stored or failed)",
+            SECONDS,
         )
-        self.batch_size = meter.create_histogram(
-            "langswarm.memory.batch.size",
-            unit="{write}",
-            description="Session writes per batch",
-            explicit_bucket_boundaries_advisory=SIZES,
+        self.batch_size = _histogram(
+            meter, "langswarm.memory.batch.size", "{write}", "Session writes per batch", SIZES
         )
-        self.call_duration = meter.create_histogram(
+        self.call_duration = _histogram(
+            meter,
             "langswarm.memory.call.duration",
-            unit="s",
-            description="Storage calls by operation, retries included",
-            explicit_bucket_boundaries_advisory=SECONDS,
+            "s",
+            "Storage calls by operation, retries included",
+            SECONDS,
         )
         for name, (unit, text) in COUNTERS.items():
             meter.create_observable_counter(
@@ -138,6 +143,19 @@ class _Instruments:
             meter.create_observable_gauge(
                 name, [owner.gauge_of(figure)], unit=unit, description=text
             )
+
+
+def _histogram(
+    meter: Meter, name: str, unit: str, description: str, buckets: Sequence[float]
+) -> Histogram:
+    """A histogram advising ``buckets`` (opentelemetry-api 1.30 and later; older APIs take
+    no advice, and the SDK's default buckets apply)."""
+    try:
+        return meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+        )
+    except TypeError:
+        return meter.create_histogram(name, unit=unit, description=description)
 
 
 class Telemetry:
@@ -184,8 +202,15 @@ class Telemetry:
     # -- what the runtime reports --------------------------------------------------------
 
     def observe(self, runtime: Observed) -> None:
+        """Read ``runtime``'s gauges from now on; its backend's main counts show from zero."""
+        where = (("backend", runtime.backend_name),)
         with self._lock:
             self._observed.add(runtime)
+            if self._instruments is None:
+                return
+            for key in ((MESSAGES, where), (RETRIES, where), (RESTARTS, where)):
+                self._counts.setdefault(key, 0)
+            self._counts.setdefault((BATCHES, (*where, ("outcome", "stored"))), 0)
 
     def forget(self, runtime: Observed) -> None:
         with self._lock:
