@@ -37,6 +37,8 @@ class BackendView:
     ) -> list[SessionMetadata]:
         """Sessions, most recently updated first, optionally for one user and status."""
         check_limit("limit", limit)
+        if user_id is not None:
+            check_id("user_id", user_id)
         if status is not None:
             status = parse_choice(SessionStatus, status, "status")
         backend = await self._synced()

@@ -101,6 +101,9 @@ class Message:
         if self.role.__class__ is not MessageRole:
             object.__setattr__(self, "role", _role(self.role))
         _check_fields(self)
+        if self.timestamp.tzinfo is not None:
+            # Stored as naive local time, as every timestamp the store hands back.
+            object.__setattr__(self, "timestamp", self.timestamp.astimezone().replace(tzinfo=None))
         _freeze_structured(self)
         answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
         asks = bool(self.tool_calls or self.function_call)
@@ -131,24 +134,92 @@ def _role(value: object) -> MessageRole:
         ) from None
 
 
+#: Timestamps every store keeps to the microsecond (they are stored as seconds, a double).
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)
+#: Largest token count every store keeps exactly.
+MAX_TOKENS = 2**53 - 1
+
+
 def _check_fields(message: Message) -> None:
+    """Types and ranges of the scalar fields, and the outer shape of the structured ones."""
     content = message.content
-    if content is not None and content.__class__ is not str and not isinstance(content, list):
+    if content.__class__ is str:
+        _check_text("message content", content)
+    elif isinstance(content, list):
+        for i, block in enumerate(content):
+            if not isinstance(block, dict):
+                raise MemoryValidationError(
+                    f"message content[{i}] must be a dict content block, not {type(block).__name__}"
+                )
+    elif content is not None:
         raise MemoryValidationError(
             f"message content must be a string, a list of content blocks or None, "
             f"not {type(content).__name__}"
         )
-    if not isinstance(message.timestamp, datetime):
-        raise MemoryValidationError("message timestamp must be a datetime")
+    _check_optional_text(message)
+    _check_calls(message)
+    _check_timestamp(message.timestamp)
     if not isinstance(message.message_id, str) or not message.message_id:
         raise MemoryValidationError("message_id must be a non-empty string")
+    _check_text("message_id", message.message_id)
+    if "\0" in message.message_id:
+        raise MemoryValidationError("message_id cannot contain a NUL character")
     if not isinstance(message.metadata, dict):
         raise MemoryValidationError("message metadata must be a dict")
     count = message.token_count
-    if count is not None and (not isinstance(count, int) or count < 0):
-        raise MemoryValidationError("token_count must be a non-negative int or None")
+    if count is not None and (
+        not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_TOKENS
+    ):
+        raise MemoryValidationError(f"token_count must be an int in [0, {MAX_TOKENS}] or None")
     if message.item is not None and not isinstance(message.item, dict):
         raise MemoryValidationError("message item must be a dict or None")
+
+
+def _check_text(what: str, text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise MemoryValidationError(f"{what} holds a lone surrogate") from None
+
+
+def _check_optional_text(message: Message) -> None:
+    for name in ("name", "tool_call_id"):
+        value = getattr(message, name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise MemoryValidationError(
+                    f"message {name} must be a string or None, not {type(value).__name__}"
+                )
+            _check_text(f"message {name}", value)
+
+
+def _check_calls(message: Message) -> None:
+    call, calls = message.function_call, message.tool_calls
+    if call is not None and not isinstance(call, dict):
+        raise MemoryValidationError(
+            f"message function_call must be a dict or None, not {type(call).__name__}"
+        )
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise MemoryValidationError(
+            f"message tool_calls must be a list or None, not {type(calls).__name__}"
+        )
+    for i, one in enumerate(calls):
+        if not isinstance(one, dict):
+            raise MemoryValidationError(
+                f"message tool_calls[{i}] must be a dict, not {type(one).__name__}"
+            )
+
+
+def _check_timestamp(timestamp: object) -> None:
+    if not isinstance(timestamp, datetime):
+        raise MemoryValidationError("message timestamp must be a datetime")
+    local = timestamp if timestamp.tzinfo is None else timestamp.astimezone().replace(tzinfo=None)
+    if not EARLIEST <= local < LATEST:
+        raise MemoryValidationError(
+            f"message timestamp must be from {EARLIEST.year} to {LATEST.year - 1}, not {timestamp}"
+        )
 
 
 def _freeze_structured(message: Message) -> None:

@@ -153,7 +153,11 @@ class SummaryScheduler:
         latest = self.latest
         if summary is None:
             return
-        if latest is None or summary.covers_through > latest.covers_through:
+        # A summary that covers no message (an empty or cleared session) is not stored, so
+        # not kept either.
+        if summary.message_count > 0 and (
+            latest is None or summary.covers_through > latest.covers_through
+        ):
             self.summaries.append(summary)
 
     def settle(self, made: Made | None, error: BaseException) -> bool:

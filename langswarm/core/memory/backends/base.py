@@ -105,7 +105,9 @@ class SessionWrite:
 
 #: Stands in, in loaded message lists, for a removed message (a hole in the numbering), so
 #: that position still gives sequence number; readers leave it out (see :func:`live`).
-REMOVED: Final = Message(MessageRole.SYSTEM, "", message_id="\0removed", token_count=0)
+REMOVED: Final = Message(MessageRole.SYSTEM, "", message_id="removed", token_count=0)
+# An id no caller can give (ids with NUL are refused), so no stored message is taken for it.
+object.__setattr__(REMOVED, "message_id", "\0removed")
 
 
 def live(messages: Sequence[Message]) -> list[Message]:
