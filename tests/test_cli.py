@@ -33,6 +33,7 @@ COMMANDS = [
     ["import"],
     ["migrate"],
     ["cleanup"],
+    ["erase-user"],
     ["doctor"],
 ]
 
@@ -87,7 +88,8 @@ def test_every_command_has_help_with_examples(
 def test_root_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = cli(capsys, "--help")
     assert status == 0
-    for name in ("bench", "sessions", "stats", "export", "import", "migrate", "cleanup", "doctor"):
+    names = ("bench", "sessions", "stats", "export", "import", "migrate", "cleanup", "doctor")
+    for name in (*names, "erase-user"):
         assert re.search(rf"^  {name} ", out, re.M), name
 
 
@@ -265,3 +267,16 @@ def test_cleanup_of_expired_sessions(tmp_path: Path, capsys: pytest.CaptureFixtu
     status, _, err = cli(capsys, "cleanup", "-u", url, "--expired", "--yes")
     assert status == 0 and err == "deleted 2 sessions (4 messages)\n"
     assert _listed(capsys, url) == ["b000002", "b000000"]
+
+
+def test_erase_user_is_a_dry_run_until_yes(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = len(_listed(capsys, store, "--limit", "0"))
+    mine = len(_listed(capsys, store, "--limit", "0", "--user", "u1"))
+    assert mine > 0
+    status, _, err = cli(capsys, "erase-user", "u1", "-u", store)
+    assert status == 0 and err.startswith(f"would erase {mine} sessions")
+    assert len(_listed(capsys, store, "--limit", "0")) == before
+    status, _, err = cli(capsys, "erase-user", "u1", "-u", store, "--yes")
+    assert status == 0 and err.startswith(f"erased {mine} sessions")
+    assert _listed(capsys, store, "--limit", "0", "--user", "u1") == []
+    assert len(_listed(capsys, store, "--limit", "0")) == before - mine

@@ -158,7 +158,6 @@ async def add_all(session: MemorySession, messages: Sequence[Message]) -> None:
         await session.add_message(message)
 
 
-
 def key(summary: ConversationSummary) -> tuple[object, ...]:
     return (
         summary.summary_id,

@@ -38,13 +38,15 @@ E = TypeVar("E", bound=Enum)
 
 def check_id(name: str, value: object) -> str:
     """A session or user id: a non-empty string of at most ``MAX_ID_LENGTH`` characters,
-    without lone surrogates (no store can encode them)."""
+    without lone surrogates (no store can encode them) or NUL (SQLite text ends there)."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise MemoryValidationError(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} chars"
         )
     if not _encodable(value):
         raise MemoryValidationError(f"{name} must not hold a lone surrogate")
+    if "\0" in value:
+        raise MemoryValidationError(f"{name} must not hold a NUL character")
     return value
 
 

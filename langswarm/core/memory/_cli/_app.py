@@ -16,6 +16,7 @@ from ..backends._sqlite_schema import SCHEMA_VERSION
 from . import bench
 from ._common import PROG, Group, Options
 from ._doctor import doctor_command
+from ._erase import erase_user_command
 from ._sessions import cleanup_command, sessions_group, stats_command
 from ._transfer import export_command, import_command, migrate_command
 
@@ -99,6 +100,7 @@ for _command in (
     import_command,
     migrate_command,
     cleanup_command,
+    erase_user_command,
     doctor_command,
 ):
     cli.add_command(_command)
