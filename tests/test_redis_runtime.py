@@ -101,7 +101,6 @@ async def write_concurrently(
     return outcomes
 
 
-
 @pytest.fixture
 async def memory(redis_url: str) -> AsyncIterator[MemoryManager]:
     """A manager on the shared server; sessions passivate only when a test sweeps."""

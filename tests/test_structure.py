@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "langswarm"
 MEMORY = PACKAGE / "core" / "memory"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60
-#: Argument parser declarations are long lists of options, not logic.
+
+
 def _modules() -> Iterator[Path]:
     yield from sorted(PACKAGE.rglob("*.py"))
 

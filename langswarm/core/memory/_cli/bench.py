@@ -334,7 +334,7 @@ def bench_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     except ImportError as exc:
         print(
             f"{PROG} bench: error: {exc.name or exc} is missing; install the 'bench' extra: "
-            "pip install 'langswarm-memory[bench]'",
+            "pip install 'langswarm-memory-runtime[bench]'",
             file=sys.stderr,
         )
         return 1
