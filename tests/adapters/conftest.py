@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from langswarm.core.memory import MemoryManager
+from langswarm.core.memory._adapters import run_blocking
 from langswarm.core.memory.backends.memory import InMemoryBackend
 from tests.helpers import manager_on
 
@@ -35,3 +36,18 @@ async def memory(make_memory: Factory) -> AsyncIterator[MemoryManager]:
     """A running manager (``async with``) over the test's store."""
     async with make_memory() as manager:
         yield manager
+
+
+@pytest.fixture
+def unentered(make_memory: Factory) -> Iterator[Factory]:
+    """Builds managers that are never entered (no ``async with``): the adapters serve them on
+    their home loop, where the runtimes they start are closed after the test."""
+    made: list[MemoryManager] = []
+
+    def make() -> MemoryManager:
+        made.append(make_memory())
+        return made[-1]
+
+    yield make
+    for manager in made:
+        run_blocking(manager, manager.close, "closing on its own loop")

@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
+import trio
 from agents.memory import Session, SessionSettings
 
 from langswarm.core.memory import MemoryManager, create_openai_message
@@ -362,6 +366,66 @@ async def test_threads_with_loops_of_their_own_share_the_session(memory: MemoryM
     for start in range(0, len(got), 3):  # each batch whole, in order
         assert got[start : start + 3] == [got[start][:-1] + str(i) for i in range(3)]
     assert all(len(items) >= 3 for items in seen)
+
+
+def test_threads_with_loops_of_their_own_without_async_with(unentered: Factory) -> None:
+    """As the SDK's own concurrent-access test: threads that each run a loop of their own
+    (``asyncio.run``, ``trio.run``, as ``Runner.run_sync`` does) share a session of a manager
+    nobody entered; the adapter serves them all on one loop, losing nothing."""
+    session = LangswarmSession("threads-unentered", manager=unentered())
+
+    def in_a_thread(n: int) -> int:
+        batch: list[Any] = [{"role": "user", "content": f"t{n}-{i}"} for i in range(3)]
+        if n % 4 == 3:
+            trio.run(session.add_items, batch)
+            return len(trio.run(session.get_items))
+        asyncio.run(session.add_items(batch))
+        return len(asyncio.run(session.get_items()))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        seen = list(pool.map(in_a_thread, range(12)))
+    got = contents(asyncio.run(session.get_items()))
+    assert sorted(got) == sorted(f"t{n}-{i}" for n in range(12) for i in range(3))
+    for start in range(0, len(got), 3):  # each batch whole, in order
+        assert got[start : start + 3] == [got[start][:-1] + str(i) for i in range(3)]
+    assert min(seen) >= 3
+
+
+WRITER = """
+import asyncio, json, sys
+from langswarm.core.memory import MemoryManager
+from langswarm.core.memory.agents_sdk import LangswarmSession
+memory = MemoryManager.from_config(memory=json.loads(sys.argv[1]))
+session = LangswarmSession("at-exit", manager=memory)
+for turn in range(20):
+    asyncio.run(session.add_items([{"role": "user", "content": f"m{turn}"}]))
+"""
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_buffered_writes_are_stored_when_the_program_exits(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Without ``async with``, the runtime lives on the adapters' home loop until the process
+    exits, and is drained then: writes acknowledged before they were stored are not lost."""
+    target = "sqlite_path" if store == "sqlite" else "redis_url"
+    config = {"db_path" if store == "sqlite" else "url": request.getfixturevalue(target)}
+    memory = {"backend": store, "config": config, "durability": "buffered"}
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, json.dumps(memory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "failed" not in done.stderr
+
+    async def read() -> list[Any]:
+        async with MemoryManager.from_config(memory=memory) as again:
+            return await LangswarmSession("at-exit", manager=again).get_items()
+
+    assert contents(asyncio.run(read())) == [f"m{turn}" for turn in range(20)]
 
 
 async def test_a_closed_session_refuses_every_call(memory: MemoryManager) -> None:

@@ -36,7 +36,7 @@ def test_an_adapter_without_its_sdk_names_the_extra(module: str, sdk: str, extra
         f"import langswarm.core.memory.{module}"
     )
     assert done.returncode != 0
-    assert f"langswarm-memory-runtime[{extra}]" in done.stderr
+    assert f"pip install 'langswarm-memory-runtime[{extra}]'" in done.stderr
 
 
 def test_each_adapter_imports_only_its_own_sdk() -> None:

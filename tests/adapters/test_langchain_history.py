@@ -243,11 +243,25 @@ async def test_sync_methods_refuse_to_block_a_running_loop(memory: MemoryManager
     history = LangswarmChatMessageHistory("blocking", manager=memory)
     with pytest.raises(RuntimeError, match="aget_messages"):
         _ = history.messages
-    with pytest.raises(RuntimeError, match="running event loop"):
+    with pytest.raises(RuntimeError, match="event loop"):
         history.add_messages([HumanMessage("x")])
-    with pytest.raises(RuntimeError, match="running event loop"):
+    with pytest.raises(RuntimeError, match="event loop"):
         history.clear()
     assert await memory.get_session("blocking") is None
+
+
+async def test_sync_methods_work_on_a_loop_that_does_not_run_the_manager(
+    unentered: Factory,
+) -> None:
+    """As in a notebook: sync calls on a thread whose loop does not host the manager's
+    runtime block that loop briefly, like any sync call, and work."""
+    history = LangswarmChatMessageHistory("notebook", manager=unentered())
+    history.add_messages([HumanMessage("hi")])
+    assert await history.aget_messages() == [HumanMessage("hi")]
+    await history.aadd_messages([AIMessage("hello")])
+    assert history.messages == [HumanMessage("hi"), AIMessage("hello")]
+    history.clear()
+    assert await history.aget_messages() == []
 
 
 async def test_the_global_manager_is_used_when_none_is_given(

@@ -22,20 +22,17 @@ not a JSON object of plain data is refused before anything is stored.
 The session is created on the first ``add_items``, for ``user_id`` (``"agents-sdk"`` when
 none is given); until then reads find it empty. ``clear_session`` drops the messages and
 summaries and keeps the session with its metadata. The Agents SDK runs on asyncio only;
-``LangswarmSession`` itself also runs under trio. Calls made on another thread's loop than
-that of the ``async with manager:`` block holding the runtime (``Runner.run_sync`` in a
-worker thread, say) are handed to the block's loop.
+``LangswarmSession`` itself also runs under trio. Whatever loop or thread the SDK calls from
+(``Runner.run_sync`` in worker threads, say), the calls run on one loop: that of the manager's
+``async with`` block while one runs, else a loop of the adapters on a daemon thread (see
+``_adapters``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import marshal
-from collections.abc import Awaitable, Callable, Generator, Mapping
-from typing import Any, TypeVar, cast
-
-import anyio
-import anyio.to_thread
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
 try:
     from agents.items import TResponseInputItem
@@ -50,22 +47,17 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "pip install 'langswarm-memory-runtime[agents]'"
     ) from exc
 
+from ._adapters import AdaptedSession, plain_copy
 from ._formats import messages_from_responses_format, messages_to_responses_format
-from ._loop import loop_key, on_asyncio
-from ._manager import MemoryManager, get_global_memory_manager
-from ._session import MemorySession
+from ._manager import MemoryManager
 from ._validate import check_id
-from .exceptions import MemoryValidationError, SessionNotFoundError
+from .exceptions import MemoryValidationError
 from .interfaces import Message, MessageRole
 
 __all__ = ["DEFAULT_USER_ID", "LangswarmSession"]
 
 #: The owner of sessions created without a ``user_id``.
 DEFAULT_USER_ID = "agents-sdk"
-
-R = TypeVar("R")
-#: Values ``_copy`` hands on as they are.
-_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 class LangswarmSession:
@@ -92,8 +84,7 @@ class LangswarmSession:
             if session_settings is None
             else coerce_session_settings(session_settings)
         )
-        self._manager = manager
-        self._handle: tuple[object, MemorySession] | None = None
+        self._session = AdaptedSession(manager, self.session_id, self.user_id, DEFAULT_USER_ID)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -102,7 +93,7 @@ class LangswarmSession:
     @property
     def manager(self) -> MemoryManager:
         """The manager holding the history (the global one unless one was given)."""
-        return self._manager or get_global_memory_manager()
+        return self._session.manager
 
     # -- the Session protocol ------------------------------------------------------------
 
@@ -114,7 +105,7 @@ class LangswarmSession:
         if wanted == 0:
             return []
         newest = wanted if wanted is not None and wanted > 0 else None
-        messages = await self._use(lambda s: s.get_messages(limit=newest), create=False)
+        messages = await self._session.use(lambda s: s.get_messages(limit=newest), create=False)
         items = _items_of(messages or [])
         if newest is not None and len(items) > newest:
             # A message stored through another API may stand for several items.
@@ -127,18 +118,18 @@ class LangswarmSession:
         if not items:
             return
         messages = to_messages(items)
-        await self._use(lambda s: s.add_messages(messages), create=True)
+        await self._session.use(lambda s: s.add_messages(messages), create=True)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the newest item and return it; ``None`` when the history is empty."""
         self._check_open()
-        message = await self._use(lambda s: s.pop_message(), create=False)
+        message = await self._session.use(lambda s: s.pop_message(), create=False)
         return None if message is None else _item_of(message)
 
     async def clear_session(self) -> None:
         """Drop every item (and summary); the session and its metadata stay."""
         self._check_open()
-        await self._use(lambda s: s.clear(), create=False)
+        await self._session.use(lambda s: s.clear(), create=False)
 
     # -- beyond the protocol -------------------------------------------------------------
 
@@ -160,7 +151,7 @@ class LangswarmSession:
                     return False
             return True
 
-        message = await self._use(lambda s: s.pop_message(check=check), create=False)
+        message = await self._session.use(lambda s: s.pop_message(check=check), create=False)
         if failure:
             raise failure[0]
         return None if message is None else _item_of(message)
@@ -178,93 +169,12 @@ class LangswarmSession:
         if self._closed:  # named as the SDK's stores name themselves, subclasses included
             raise RuntimeError(f"{type(self).__name__} is closed")
 
-    async def _use(
-        self, call: Callable[[MemorySession], Awaitable[R]], *, create: bool
-    ) -> R | None:
-        """``call`` on the session, on the loop that hosts the manager's runtime."""
-        cached = self._handle
-        if cached is not None and cached[0] is loop_key():  # the common case, made short
-            try:
-                return await call(cached[1])
-            except SessionNotFoundError:
-                self._handle = None
-        manager = self.manager
-        host = _foreign_host(manager)
-        if host is None:
-            return await self._use_here(manager, call, create)
-        return await _hop(host, lambda: self._use_here(manager, call, create))
-
-    async def _use_here(
-        self,
-        manager: MemoryManager,
-        call: Callable[[MemorySession], Awaitable[R]],
-        create: bool,
-    ) -> R | None:
-        """``call`` on the session (created first if ``create``); ``None`` when there is no
-        session to read. A handle on a session deleted meanwhile is dropped and found again."""
-        for attempt in (1, 2):
-            handle = await self._open(manager, create)
-            if handle is None:
-                return None
-            try:
-                return await call(handle)
-            except SessionNotFoundError:
-                self._handle = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _open(self, manager: MemoryManager, create: bool) -> MemorySession | None:
-        """The session handle for the running loop (a handle serves the loop it was got on)."""
-        key = loop_key()
-        cached = self._handle
-        if cached is not None and cached[0] is key:
-            return cached[1]
-        handle = await manager.get_session(self.session_id, self.user_id)
-        if handle is None and create:
-            owner = self.user_id or DEFAULT_USER_ID
-            handle = await manager.get_or_create_session(owner, self.session_id)
-        self._handle = None if handle is None else (key, handle)
-        return handle
-
 
 class _Closed:
     """What ``close()`` returns: awaiting it does nothing more."""
 
     def __await__(self) -> Generator[None, None, None]:
         yield from ()
-
-
-# -- calls from another event loop ----------------------------------------------------------
-
-
-def _foreign_host(manager: MemoryManager) -> object | None:
-    """The loop (asyncio) or run token (trio) of ``manager``'s runtime when an ``async with``
-    block on another loop (in another thread) owns it: calls go there. A runtime started on
-    first use lives only as long as its loop, which may stop at any time (``Runner.run_sync``
-    runs one call's loop), so the caller's own loop serves the call instead."""
-    runtime = manager._runtime
-    if manager._structured is None or runtime is None or not runtime.running:
-        return None
-    host = runtime.key
-    return None if host is loop_key() else host
-
-
-async def _hop(host: object, call: Callable[[], Awaitable[R]]) -> R:
-    """Run ``call()`` on ``host`` (see :func:`_foreign_host`) and wait for it here."""
-
-    async def main() -> R:
-        return await call()
-
-    if isinstance(host, asyncio.AbstractEventLoop):
-        future = asyncio.run_coroutine_threadsafe(main(), host)
-        if on_asyncio():
-            return await asyncio.wrap_future(future)
-        return await anyio.to_thread.run_sync(future.result)
-    import trio
-
-    token = cast("trio.lowlevel.TrioToken", host)
-    return await anyio.to_thread.run_sync(lambda: trio.from_thread.run(main, trio_token=token))
 
 
 def to_messages(items: list[TResponseInputItem] | list[Any]) -> list[Message]:
@@ -297,18 +207,7 @@ def _message_of(item: Any) -> Message:
 def _opaque(item: Mapping[str, Any]) -> Message:
     if not all(isinstance(key, str) for key in item):
         raise MemoryValidationError("an item must be a JSON object (string keys)")
-    return Message(MessageRole.ASSISTANT, item={key: _copy(v) for key, v in item.items()})
-
-
-def _copy(value: Any) -> Any:
-    """A plain, mutable deep copy of JSON-like data (read-only dicts and lists included)."""
-    if value.__class__ in _LEAVES:
-        return value
-    if isinstance(value, dict):
-        return {k: v if v.__class__ in _LEAVES else _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [v if v.__class__ in _LEAVES else _copy(v) for v in value]
-    return value
+    return Message(MessageRole.ASSISTANT, item={key: plain_copy(v) for key, v in item.items()})
 
 
 def _items_of(messages: list[Message]) -> list[TResponseInputItem]:
@@ -323,7 +222,7 @@ def _items_of(messages: list[Message]) -> list[TResponseInputItem]:
         try:
             copied: list[TResponseInputItem] = marshal.loads(marshal.dumps(items))
         except ValueError:
-            copied = [_copy(item) for item in items]
+            copied = [plain_copy(item) for item in items]
         return copied
     return messages_to_responses_format(messages)
 

@@ -12,13 +12,12 @@ A ``BaseChatMessageHistory`` on any backend of a :class:`MemoryManager` (the glo
 ``langswarm.core.memory`` alone never imports LangChain.
 
 The async methods (``aget_messages``, ``aadd_messages``, ``aclear``) are native and run under
-asyncio and trio. The sync ones (``messages``, ``add_messages``, ``clear``) are for threads
-with no running event loop: while an ``async with manager:`` block runs in another thread
-they hand the call to its loop; otherwise they run it on a short-lived loop of their own
-(which opens and closes the backend: fine for scripts, slow in a hot path). Called on a
-thread that runs an event loop, they raise ``RuntimeError`` rather than block it. The async
-methods, called on another thread's loop than that of the ``async with`` block, are handed
-to the block's loop the same way.
+asyncio and trio. The sync ones (``messages``, ``add_messages``, ``clear``) block the calling
+thread until done. Both run on one loop, whatever thread they are called from: that of the
+manager's ``async with`` block while one runs, else a loop of the adapters on a daemon thread
+(see ``_adapters``), where the runtime starts once and serves every later call. The sync
+methods, called on the ``async with`` block's own loop, raise ``RuntimeError`` rather than
+wait for that loop forever.
 
 Each LangChain message is stored as one message: human, AI, system, tool and function
 messages keep their role, content, ``name``, ``tool_calls`` (as OpenAI tool calls, unless
@@ -34,14 +33,9 @@ as the LangChain message of their role.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
-
-import anyio
-import anyio.to_thread
-import sniffio
+from typing import Any, TypeVar
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -57,11 +51,10 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "pip install 'langswarm-memory-runtime[langchain]'"
     ) from exc
 
-from ._loop import loop_key
-from ._manager import MemoryManager, get_global_memory_manager
-from ._session import MemorySession
+from ._adapters import AdaptedSession, plain_copy, run_blocking
+from ._manager import MemoryManager
 from ._validate import check_id
-from .exceptions import MemoryValidationError, SessionNotFoundError
+from .exceptions import MemoryValidationError
 from .interfaces import Message, MessageRole
 
 __all__ = [
@@ -77,8 +70,6 @@ DEFAULT_USER_ID = "langchain"
 EXTRAS_KEY = "langchain"
 
 R = TypeVar("R")
-#: Values ``_copy`` hands on as they are.
-_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 _ROLES = {
     "human": MessageRole.USER,
@@ -115,8 +106,7 @@ class LangswarmChatMessageHistory(BaseChatMessageHistory):
     ) -> None:
         self.session_id = check_id("session_id", session_id)
         self.user_id = None if user_id is None else check_id("user_id", user_id)
-        self._manager = manager
-        self._handle: tuple[object, MemorySession] | None = None
+        self._session = AdaptedSession(manager, self.session_id, self.user_id, DEFAULT_USER_ID)
 
     def __repr__(self) -> str:
         return f"<LangswarmChatMessageHistory {self.session_id!r} user={self.user_id!r}>"
@@ -124,157 +114,51 @@ class LangswarmChatMessageHistory(BaseChatMessageHistory):
     @property
     def manager(self) -> MemoryManager:
         """The manager holding the history (the global one unless one was given)."""
-        return self._manager or get_global_memory_manager()
+        return self._session.manager
 
     # -- async (native) ------------------------------------------------------------------
 
     async def aget_messages(self) -> list[BaseMessage]:
         """Every message, oldest first."""
-        messages = await self._use(lambda s: s.get_messages(), create=False)
+        messages = await self._session.use(lambda s: s.get_messages(), create=False)
         return [to_langchain(message) for message in messages or ()]
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Append ``messages`` as one unit: all are stored, in order, or none is."""
         batch = [from_langchain(message) for message in messages]
         if batch:
-            await self._use(lambda s: s.add_messages(batch), create=True)
+            await self._session.use(lambda s: s.add_messages(batch), create=True)
 
     async def aclear(self) -> None:
         """Drop every message (and summary); the session and its metadata stay."""
-        await self._use(lambda s: s.clear(), create=False)
+        await self._session.use(lambda s: s.clear(), create=False)
 
     # -- sync ----------------------------------------------------------------------------
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        """Every message, oldest first (from a thread with no running event loop)."""
+        """Every message, oldest first (blocks; see the module docstring)."""
         return self._run(self.aget_messages)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Append ``messages`` as one unit (from a thread with no running event loop)."""
+        """Append ``messages`` as one unit (blocks; see the module docstring)."""
         batch = list(messages)
         self._run(lambda: self.aadd_messages(batch))
 
     def clear(self) -> None:
-        """Drop every message (from a thread with no running event loop)."""
+        """Drop every message (blocks; see the module docstring)."""
         self._run(self.aclear)
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _run(self, call: Callable[[], Awaitable[R]]) -> R:
-        if _in_event_loop():
-            raise RuntimeError(
-                "LangswarmChatMessageHistory: the sync methods block, so they cannot run on "
-                "a thread with a running event loop; use aget_messages, aadd_messages, aclear"
-            )
-        return run_sync(self.manager, call)
-
-    async def _use(
-        self, call: Callable[[MemorySession], Awaitable[R]], *, create: bool
-    ) -> R | None:
-        """``call`` on the session, on the loop that hosts the manager's runtime."""
-        cached = self._handle
-        if cached is not None and cached[0] is loop_key():  # the common case, made short
-            try:
-                return await call(cached[1])
-            except SessionNotFoundError:
-                self._handle = None
-        manager = self.manager
-        host = _runtime_host(manager)
-        if host is None or host is loop_key():
-            return await self._use_here(manager, call, create)
-        return await _hop(host, lambda: self._use_here(manager, call, create))
-
-    async def _use_here(
-        self,
-        manager: MemoryManager,
-        call: Callable[[MemorySession], Awaitable[R]],
-        create: bool,
-    ) -> R | None:
-        """``call`` on the session (created first if ``create``); ``None`` when there is no
-        session to read. A handle on a session deleted meanwhile is dropped and found again."""
-        for attempt in (1, 2):
-            handle = await self._open(manager, create)
-            if handle is None:
-                return None
-            try:
-                return await call(handle)
-            except SessionNotFoundError:
-                self._handle = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _open(self, manager: MemoryManager, create: bool) -> MemorySession | None:
-        """The session handle for the running loop (a handle serves the loop it was got on)."""
-        key = loop_key()
-        cached = self._handle
-        if cached is not None and cached[0] is key:
-            return cached[1]
-        handle = await manager.get_session(self.session_id, self.user_id)
-        if handle is None and create:
-            owner = self.user_id or DEFAULT_USER_ID
-            handle = await manager.get_or_create_session(owner, self.session_id)
-        self._handle = None if handle is None else (key, handle)
-        return handle
+        return run_blocking(self.manager, call, _REFUSAL)
 
 
-# -- crossing event loops and threads ------------------------------------------------------
-
-
-def _in_event_loop() -> bool:
-    try:
-        sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-    return True
-
-
-def _runtime_host(manager: MemoryManager) -> object | None:
-    """The loop (asyncio) or run token (trio) of ``manager``'s runtime when an ``async with``
-    block owns it: calls from other threads go there. A runtime started on first use lives
-    only as long as its loop, which may stop at any time, so callers elsewhere use a loop of
-    their own instead."""
-    runtime = manager._runtime
-    if manager._structured is None or runtime is None or not runtime.running:
-        return None
-    return runtime.key
-
-
-def _submit(host: object, call: Callable[[], Awaitable[R]]) -> Callable[[], R]:
-    """A blocking function that runs ``call()`` on ``host`` from another thread."""
-
-    async def main() -> R:
-        return await call()
-
-    if isinstance(host, asyncio.AbstractEventLoop):
-        return asyncio.run_coroutine_threadsafe(main(), host).result
-    import trio
-
-    token = cast("trio.lowlevel.TrioToken", host)
-    return lambda: trio.from_thread.run(main, trio_token=token)
-
-
-async def _hop(host: object, call: Callable[[], Awaitable[R]]) -> R:
-    """Run ``call()`` on ``host``, a loop in another thread, and wait for it here."""
-    wait = _submit(host, call)
-    return await anyio.to_thread.run_sync(wait)
-
-
-def run_sync(manager: MemoryManager, call: Callable[[], Awaitable[R]]) -> R:
-    """Run ``call()`` from a thread with no event loop: on the loop of the ``async with``
-    block that owns ``manager``'s runtime, if there is one, else on a loop of its own."""
-    host = _runtime_host(manager)
-    if host is not None:
-        return _submit(host, call)()
-
-    async def main() -> R:
-        return await call()
-
-    return anyio.run(main)
+_REFUSAL = (
+    "LangswarmChatMessageHistory: the sync methods block, so they cannot run on the event loop "
+    "of the manager's 'async with' block; use aget_messages, aadd_messages, aclear there"
+)
 
 
 # -- LangChain messages <-> messages -------------------------------------------------------
@@ -304,7 +188,7 @@ def from_langchain(message: BaseMessage) -> Message:
         extras = {k: v for k, v in fields.items() if k not in default or default[k] != v}
         if not extras:
             return base
-        metadata = {EXTRAS_KEY: _copy(extras)}
+        metadata = {EXTRAS_KEY: plain_copy(extras)}
         return Message(role, base.content, metadata=metadata, **own)
     except MemoryValidationError as exc:
         raise MemoryValidationError(f"{message.type} message: {exc}") from None
@@ -315,7 +199,7 @@ def to_langchain(message: Message) -> BaseMessage:
     fields = _fields_of(message)
     extras = message.metadata.get(EXTRAS_KEY)
     if isinstance(extras, dict):
-        fields.update(_copy(extras))
+        fields.update(plain_copy(extras))
     return _build(fields)
 
 
@@ -329,14 +213,14 @@ def _fields_of(message: Message) -> dict[str, Any]:
     content = message.content
     fields: dict[str, Any] = {
         "type": _TYPES[message.role],
-        "content": "" if content is None else _copy(content),
+        "content": "" if content is None else plain_copy(content),
         "name": message.name,
     }
     if message.role is MessageRole.ASSISTANT:
         calls, invalid = _calls_out(message)
         fields["tool_calls"], fields["invalid_tool_calls"] = calls, invalid
         if message.function_call is not None:
-            fields["additional_kwargs"] = {"function_call": _copy(message.function_call)}
+            fields["additional_kwargs"] = {"function_call": plain_copy(message.function_call)}
     elif message.role is MessageRole.TOOL:
         fields["tool_call_id"] = message.tool_call_id or ""
     return fields
@@ -346,7 +230,8 @@ def _content_in(content: Any) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
     return [
-        {"type": "text", "text": part} if isinstance(part, str) else _copy(part) for part in content
+        {"type": "text", "text": part} if isinstance(part, str) else plain_copy(part)
+        for part in content
     ]
 
 
@@ -374,7 +259,7 @@ def _calls_in(fields: dict[str, Any]) -> list[dict[str, Any]] | None:
 def _function_call_in(fields: dict[str, Any]) -> dict[str, Any] | None:
     call = (fields.get("additional_kwargs") or {}).get("function_call")
     if isinstance(call, dict) and isinstance(call.get("name"), str):
-        copied: dict[str, Any] = _copy(call)
+        copied: dict[str, Any] = plain_copy(call)
         return copied
     return None
 
@@ -387,7 +272,7 @@ def _calls_out(message: Message) -> tuple[list[dict[str, Any]], list[dict[str, A
         if raw.get("type") != "function":
             continue  # Responses calls other than functions have no LangChain form
         try:
-            parsed = parse_tool_call(_copy(raw), return_id=True)
+            parsed = parse_tool_call(plain_copy(raw), return_id=True)
         except OutputParserException as exc:
             invalid.append(dict(make_invalid_tool_call(raw, str(exc))))
         else:
@@ -396,19 +281,7 @@ def _calls_out(message: Message) -> tuple[list[dict[str, Any]], list[dict[str, A
     content = message.content
     for block in content if isinstance(content, list) else ():
         if block.get("type") == "tool_use":
-            args = _copy(block.get("input", {}))
+            args = plain_copy(block.get("input", {}))
             calls.append({"name": block.get("name"), "args": args, "id": block.get("id")})
             calls[-1]["type"] = "tool_call"
     return calls, invalid
-
-
-def _copy(value: Any) -> Any:
-    """A plain, mutable deep copy of JSON-like data (stored messages may hold read-only dicts
-    and lists; what LangChain gets, it may change)."""
-    if value.__class__ in _LEAVES:
-        return value
-    if isinstance(value, dict):
-        return {k: v if v.__class__ in _LEAVES else _copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [v if v.__class__ in _LEAVES else _copy(v) for v in value]
-    return value
