@@ -27,7 +27,6 @@ backend: turns/s ours over theirs, p99 theirs over ours (above 1: langswarm is b
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 
 import anyio
 from _redis_server import start_server
-from compare import AgentsRedis, AgentsSQLite, Outcome, flushall, measure
+from compare import AgentsRedis, AgentsSQLite, Outcome, committed_memory, flushall, measure
 
 from langswarm.core.memory import MemoryManager
 from langswarm.core.memory._bench.workload import Workload
@@ -69,14 +68,7 @@ class Ours:
         self.name = "LangswarmSession"
         self.store = store
         self.factory = LangswarmSession
-        config: dict[str, Any] = (
-            {"db_path": os.path.join(scratch, "ours.db")}
-            if store == "sqlite"
-            else {"url": redis_url}
-        )
-        self.manager = MemoryManager.from_config(
-            memory={"backend": store, "config": config, "durability": "committed"}
-        )
+        self.manager = MemoryManager.from_config(memory=committed_memory(store, scratch, redis_url))
 
     async def open(self) -> None:
         await self.manager.__aenter__()

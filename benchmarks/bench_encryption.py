@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 from _redis_server import start_server
-from compare import Outcome, flushall, measure
+from compare import Outcome, committed_memory, flushall, measure
 
 from langswarm.core.memory import MemoryManager, create_openai_message
 from langswarm.core.memory._bench.workload import Workload
@@ -49,12 +49,7 @@ class Langswarm:
         self.name = "encrypted" if encrypted else "plain"
         self.store = store
         self.budget = budget
-        config: dict[str, Any] = (
-            {"db_path": os.path.join(scratch, "bench.db")} if store == "sqlite" else {"url": url}
-        )
-        backend, settings = build(
-            None, {"backend": store, "config": config, "durability": "committed"}, {}
-        )
+        backend, settings = build(None, committed_memory(store, scratch, url, "bench.db"), {})
         if encrypted:
             keyring = StaticKeyring({"bench-1": os.urandom(32)}, current="bench-1")
             backend = EncryptedBackend(backend, keyring)

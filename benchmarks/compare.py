@@ -101,19 +101,21 @@ class Target(Protocol):
 # -- langswarm memory ---------------------------------------------------------------------
 
 
+def committed_memory(
+    store: str, scratch: str, redis_url: str, name: str = "ours.db"
+) -> dict[str, Any]:
+    """The ``memory=`` config of langswarm memory on ``store`` with ``committed`` durability:
+    an SQLite file ``name`` in ``scratch``, or the Redis at ``redis_url``."""
+    config = {"db_path": os.path.join(scratch, name)} if store == "sqlite" else {"url": redis_url}
+    return {"backend": store, "config": config, "durability": "committed"}
+
+
 class Ours:
     def __init__(self, store: str, budget: int, scratch: str, redis_url: str) -> None:
         self.name = "langswarm memory (committed)"
         self.store = store
         self.budget = budget
-        config: dict[str, Any] = (
-            {"db_path": os.path.join(scratch, "ours.db")}
-            if store == "sqlite"
-            else {"url": redis_url}
-        )
-        self.manager = MemoryManager.from_config(
-            memory={"backend": store, "config": config, "durability": "committed"}
-        )
+        self.manager = MemoryManager.from_config(memory=committed_memory(store, scratch, redis_url))
 
     async def open(self) -> None:
         await self.manager.__aenter__()

@@ -14,10 +14,9 @@ from langswarm.core.memory import MemoryManager
 Factory = Callable[[], MemoryManager]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def make_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    """Builds managers over one storage; two managers from it see the same data."""
-    options: dict[str, Any] = {"idle_timeout": 0, "sweep_interval": 3600, "shutdown_grace": 5}
+def manager_factory(request: pytest.FixtureRequest, path: Path, **options: Any) -> Factory:
+    """Builds managers with runtime ``options`` over the store ``request.param`` names
+    (memory, an SQLite file at ``path``, or the test's Redis database)."""
     if request.param == "memory":
         from langswarm.core.memory.backends.memory import InMemoryBackend
         from tests.helpers import manager_on
@@ -25,11 +24,19 @@ def make_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
         shared = InMemoryBackend()
         return lambda: manager_on(shared, **options)
     if request.param == "sqlite":
-        config = {"db_path": str(tmp_path / "store.db")}
+        config = {"db_path": str(path)}
     else:
         config = {"url": request.getfixturevalue("redis_url")}
     memory = {"backend": request.param, "config": config, **options}
     return lambda: MemoryManager.from_config(memory=memory)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def make_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    """Builds managers over one storage; two managers from it see the same data."""
+    return manager_factory(
+        request, tmp_path / "store.db", idle_timeout=0, sweep_interval=3600, shutdown_grace=5
+    )
 
 
 @pytest.fixture

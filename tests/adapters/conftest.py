@@ -1,41 +1,22 @@
-"""Fixtures for the adapter tests: one manager factory per backend (memory, SQLite, Redis)."""
+"""Fixtures for the adapter tests: one manager factory per backend (memory, SQLite, Redis);
+the ``memory`` fixture of tests/store_fixtures.py enters the managers it builds."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from langswarm.core.memory import MemoryManager
 from langswarm.core.memory._adapters import run_blocking
-from langswarm.core.memory.backends.memory import InMemoryBackend
-from tests.helpers import manager_on
-
-Factory = Callable[[], MemoryManager]
-
-OPTIONS: dict[str, Any] = {"shutdown_grace": 5}
+from tests.store_fixtures import Factory, manager_factory
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_memory(request: pytest.FixtureRequest) -> Factory:
     """Builds managers over one store; every manager it builds sees the same data."""
-    if request.param == "memory":
-        shared = InMemoryBackend()
-        return lambda: manager_on(shared, **OPTIONS)
-    if request.param == "sqlite":
-        config = {"db_path": request.getfixturevalue("sqlite_path")}
-    else:
-        config = {"url": request.getfixturevalue("redis_url")}
-    memory = {"backend": request.param, "config": config, **OPTIONS}
-    return lambda: MemoryManager.from_config(memory=memory)
-
-
-@pytest.fixture
-async def memory(make_memory: Factory) -> AsyncIterator[MemoryManager]:
-    """A running manager (``async with``) over the test's store."""
-    async with make_memory() as manager:
-        yield manager
+    return manager_factory(request, Path(request.getfixturevalue("sqlite_path")), shutdown_grace=5)
 
 
 @pytest.fixture
