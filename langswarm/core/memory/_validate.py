@@ -21,6 +21,7 @@ __all__ = [
     "check_limit",
     "check_mapping",
     "check_plain",
+    "check_text",
     "parse_choice",
     "plain_problem",
 ]
@@ -43,11 +44,16 @@ def check_id(name: str, value: object) -> str:
         raise MemoryValidationError(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} chars"
         )
-    if not _encodable(value):
-        raise MemoryValidationError(f"{name} must not hold a lone surrogate")
+    check_text(name, value)
     if "\0" in value:
         raise MemoryValidationError(f"{name} must not hold a NUL character")
     return value
+
+
+def check_text(what: str, text: str) -> None:
+    """``text`` must be encodable: no store can hold a lone surrogate."""
+    if not _encodable(text):
+        raise MemoryValidationError(f"{what} must not hold a lone surrogate")
 
 
 def check_limit(name: str, value: object) -> int | None:

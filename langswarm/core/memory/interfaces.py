@@ -11,6 +11,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 from ._content import Kind, kind_of, text_of
 from ._frozen import EMPTY, freeze
+from ._validate import check_text
 from .exceptions import MemoryValidationError
 
 __all__ = [
@@ -101,9 +102,6 @@ class Message:
         if self.role.__class__ is not MessageRole:
             object.__setattr__(self, "role", _role(self.role))
         _check_fields(self)
-        if self.timestamp.tzinfo is not None:
-            # Stored as naive local time, as every timestamp the store hands back.
-            object.__setattr__(self, "timestamp", self.timestamp.astimezone().replace(tzinfo=None))
         _freeze_structured(self)
         answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
         asks = bool(self.tool_calls or self.function_call)
@@ -144,7 +142,7 @@ def _check_fields(message: Message) -> None:
     """Types and ranges of the scalar fields, and the outer shape of the structured ones."""
     content = message.content
     if content.__class__ is str:
-        _check_text("message content", content)
+        check_text("message content", content)
     elif isinstance(content, list):
         for i, block in enumerate(content):
             if not isinstance(block, dict):
@@ -158,10 +156,13 @@ def _check_fields(message: Message) -> None:
         )
     _check_optional_text(message)
     _check_calls(message)
-    _check_timestamp(message.timestamp)
+    local = _local_timestamp(message.timestamp)
+    if local is not message.timestamp:
+        # Kept as naive local time, as every timestamp the store hands back.
+        object.__setattr__(message, "timestamp", local)
     if not isinstance(message.message_id, str) or not message.message_id:
         raise MemoryValidationError("message_id must be a non-empty string")
-    _check_text("message_id", message.message_id)
+    check_text("message_id", message.message_id)
     if "\0" in message.message_id:
         raise MemoryValidationError("message_id cannot contain a NUL character")
     if not isinstance(message.metadata, dict):
@@ -175,13 +176,6 @@ def _check_fields(message: Message) -> None:
         raise MemoryValidationError("message item must be a dict or None")
 
 
-def _check_text(what: str, text: str) -> None:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise MemoryValidationError(f"{what} holds a lone surrogate") from None
-
-
 def _check_optional_text(message: Message) -> None:
     for name in ("name", "tool_call_id"):
         value = getattr(message, name)
@@ -190,7 +184,7 @@ def _check_optional_text(message: Message) -> None:
                 raise MemoryValidationError(
                     f"message {name} must be a string or None, not {type(value).__name__}"
                 )
-            _check_text(f"message {name}", value)
+            check_text(f"message {name}", value)
 
 
 def _check_calls(message: Message) -> None:
@@ -212,7 +206,8 @@ def _check_calls(message: Message) -> None:
             )
 
 
-def _check_timestamp(timestamp: object) -> None:
+def _local_timestamp(timestamp: object) -> datetime:
+    """``timestamp`` as naive local time, checked to be in the range every store keeps."""
     if not isinstance(timestamp, datetime):
         raise MemoryValidationError("message timestamp must be a datetime")
     local = timestamp if timestamp.tzinfo is None else timestamp.astimezone().replace(tzinfo=None)
@@ -220,6 +215,7 @@ def _check_timestamp(timestamp: object) -> None:
         raise MemoryValidationError(
             f"message timestamp must be from {EARLIEST.year} to {LATEST.year - 1}, not {timestamp}"
         )
+    return local
 
 
 def _freeze_structured(message: Message) -> None:
