@@ -208,12 +208,13 @@ class RedisCluster:
     """Cluster-enabled masters (three by default) on loopback ports, no replicas.
 
     Each node has its own directory and ``nodes.conf``, so a killed node restarts with the same
-    identity and slots. ``node_timeout_ms`` is low so that failure tests do not wait long.
+    identity and slots. ``node_timeout_ms`` is short enough for failure tests and long enough
+    that a loaded machine's late heartbeats do not get a node marked failed.
     """
 
     directory: Path
     size: int = 3
-    node_timeout_ms: int = 2000
+    node_timeout_ms: int = 5000
     nodes: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -270,12 +271,43 @@ class RedisCluster:
             states.append(fields.get("cluster_state", "unknown"))
         return states
 
+    def views(self) -> list[object]:
+        """Each node's view of the cluster (every node's config epoch and slots), or why it
+        has none: unreachable, a node flagged failing, or a slot half-migrated."""
+        views: list[object] = []
+        for node in self.nodes:
+            try:
+                table = node.call("CLUSTER", "NODES", timeout=1)
+            except (OSError, RedisReplyError) as exc:
+                views.append(f"unreachable ({exc!r})")
+                continue
+            assert isinstance(table, bytes)
+            rows = [line.split() for line in table.decode().splitlines() if line.strip()]
+            if any("fail" in row[2] for row in rows):
+                views.append("a node flagged failing")
+            elif any("->-" in slot or "-<-" in slot for row in rows for slot in row[8:]):
+                views.append("a slot migrating")
+            else:
+                views.append(sorted((row[0], row[6], tuple(row[8:])) for row in rows))
+        return views
+
+    def settled(self) -> bool:
+        """Every node says ``cluster_state:ok`` and all see the same epochs and slot owners,
+        so no late heartbeat can move a slot back and bounce clients between nodes."""
+        if self.states() != ["ok"] * len(self.nodes):
+            return False
+        views = self.views()
+        return isinstance(views[0], list) and all(view == views[0] for view in views)
+
     def wait_until_ok(self, timeout: float = 30) -> None:
-        """Poll ``CLUSTER INFO`` until every node says ``cluster_state:ok``."""
+        """Poll until every node is ok and their slot maps agree (gossip has settled)."""
         deadline = time.monotonic() + timeout
-        while (states := self.states()) != ["ok"] * len(self.nodes):
+        while not self.settled():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"cluster not ok within {timeout} s; node states: {states}")
+                raise RuntimeError(
+                    f"cluster not settled within {timeout} s; node states: {self.states()}, "
+                    f"views: {self.views()}"
+                )
             time.sleep(0.02)
 
     def flushall(self) -> None:
@@ -330,6 +362,7 @@ class RedisCluster:
         others = [node for node in self.nodes if node is not source and node is not target]
         for node in (target, source, *others):
             node.call("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_until_ok()
 
 
 Issued: TypeAlias = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]

@@ -128,12 +128,14 @@ class Target:
         options = self.client_options(timeout, socket_timeout)
         if self.cluster:
             nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in self.nodes]
-            return redis.asyncio.cluster.RedisCluster(
+            client = redis.asyncio.cluster.RedisCluster(
                 startup_nodes=nodes,
                 max_connections=pool_size,
                 retry=AsyncRetry(NoBackoff(), 0),
                 **options,
             )
+            _track_connections(client, _SSLConnection if self.ssl else _Connection)
+            return client
         host, port = self.nodes[0]
         connection_class = _SSLConnection if self.ssl else _Connection
         if self.ssl:
@@ -173,6 +175,41 @@ class Target:
             client.ping()
         finally:
             client.close()
+
+
+def _track_connections(
+    client: redis.asyncio.cluster.RedisCluster, base: type[redis.asyncio.Connection]
+) -> None:
+    """Have every connection ``client`` opens recorded, so that closing it closes them all.
+
+    A cluster client that refreshes its node map after redirects or failures drops node
+    objects with their connections still open; ``aclose`` no longer reaches those.
+    """
+    opened: weakref.WeakSet[redis.asyncio.Connection] = weakref.WeakSet()
+
+    class Tracked(base):  # type: ignore[valid-type,misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            opened.add(self)
+
+    client.nodes_manager.connection_kwargs["connection_class"] = Tracked
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = Tracked
+    _opened[client] = opened
+
+
+_opened: weakref.WeakKeyDictionary[Client, weakref.WeakSet[redis.asyncio.Connection]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _close(client: Client) -> None:
+    await client.aclose()
+    if isinstance(client, redis.asyncio.Redis):  # a pool we made is ours to close
+        await client.connection_pool.disconnect()
+    for connection in list(_opened.pop(client, ())):
+        if connection.is_connected:
+            await connection.disconnect(nowait=True)
 
 
 def _node(item: str) -> tuple[str, int]:
@@ -217,9 +254,7 @@ class Clients:
         """Close the running loop's client, if it has one."""
         client = self._by_loop.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.aclose()
-            if isinstance(client, redis.asyncio.Redis):  # a pool we made is ours to close
-                await client.connection_pool.disconnect()
+            await _close(client)
 
 
 def map_error(exc: BaseException, where: str) -> BaseException:
@@ -234,6 +269,8 @@ def map_error(exc: BaseException, where: str) -> BaseException:
         return MemoryConnectionError(f"redis at {where} does not allow it: {exc}")
     if isinstance(exc, redis.exceptions.ClusterDownError | redis.exceptions.TryAgainError):
         return TransientBackendError(f"redis cluster at {where} is not ready: {exc}")
+    if isinstance(exc, redis.exceptions.ClusterError):  # redirected too often: slots moving
+        return TransientBackendError(f"redis cluster at {where} kept redirecting us: {exc}")
     if isinstance(exc, redis.exceptions.RedisClusterException):  # no node answers
         return TransientBackendError(f"redis cluster at {where}: {exc}", unreachable=True)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
