@@ -84,7 +84,15 @@ def run_child(tree: Path | None, backend: str, sessions: int, messages: int) -> 
             server, target = start_server(scratch)
         try:
             done = subprocess.run(
-                [sys.executable, __file__, "--child", backend, str(sessions), str(messages), target],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    backend,
+                    str(sessions),
+                    str(messages),
+                    target,
+                ],
                 env=env,
                 capture_output=True,
                 text=True,
