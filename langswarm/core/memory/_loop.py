@@ -17,6 +17,7 @@ import sniffio
 
 __all__ = [
     "YIELD_EVERY",
+    "clock",
     "host_waker",
     "loop_key",
     "on_asyncio",
@@ -36,6 +37,16 @@ _fast_calls = 0
 def on_asyncio() -> bool:
     """Whether the running loop is asyncio's."""
     return sniffio.current_async_library() == "asyncio"
+
+
+def clock() -> Callable[[], float]:
+    """The running loop's clock (what ``anyio.current_time`` reads), without looking up the
+    loop on every reading."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time
+    return asyncio.get_running_loop().time
 
 
 def loop_key() -> object:

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._config import RuntimeSettings
+from .._loop import clock
 from .._telemetry import ERRORS, RESTARTS, telemetry
 from ..backends.base import Backend, SessionSnapshot, SessionWrite, WriteResult
 from ..exceptions import MemoryError, SessionNotFoundError
@@ -80,6 +81,7 @@ class Registry:
         self.summarizer = summarizer
         self.writer = flusher.writer
         self.shared = backend.shared
+        self.clock = clock()
         self._tg = task_group
         self.live: dict[str, SessionActor] = {}
         self._loading: dict[str, _Loading] = {}
@@ -282,7 +284,7 @@ class Registry:
         log.log(level, "sweeping idle sessions failed: %s", error, extra={"backend": name})
 
     async def sweep(self) -> None:
-        now = anyio.current_time()
+        now = self.clock()
         settings = self.settings
         chosen = choose_passivations(
             list(self.live.values()), now, settings.idle_timeout, settings.max_live_sessions

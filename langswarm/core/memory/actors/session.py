@@ -23,8 +23,6 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
-import anyio
-
 from .._loop import schedule_point
 from ..backends.base import Backend, SessionSnapshot
 from ..exceptions import MemoryError, SessionFailedError, SessionNotFoundError
@@ -66,6 +64,8 @@ class ActorHost(Protocol):
     writer: str
     #: Whether other processes may change the sessions (reads then check what is held).
     shared: bool
+    #: The event loop's clock (``anyio.current_time``).
+    clock: Callable[[], float]
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
 
@@ -100,7 +100,7 @@ class SessionActor:
         self.host = host
         self.session_id = snapshot.meta.session_id
         self.phase = Phase.ACTIVE
-        self.last_active = anyio.current_time()
+        self.last_active = self.host.clock()
         self.restarts: deque[float] | None = None  # crash times, kept by the supervisor
         self._inbox: Mailbox[c.Command[Any]] | None = None
         self._reason: BaseException | None = None  # why it crashed, failed or was deleted
@@ -183,7 +183,7 @@ class SessionActor:
             self.crash(exc)
             raise SessionFailedError(f"session {self.session_id} crashed: {exc}") from exc
         if result is not LATER:
-            self.last_active = anyio.current_time()
+            self.last_active = self.host.clock()
         return result
 
     async def post(self, command: c.Command[R]) -> R:
@@ -253,7 +253,7 @@ class SessionActor:
             if reply is not None:
                 reply.set_result(result)
         finally:
-            self.last_active = anyio.current_time()
+            self.last_active = self.host.clock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
