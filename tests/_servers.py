@@ -257,17 +257,27 @@ class RedisCluster:
             self.stop()
             raise
 
-    def states(self) -> list[str]:
-        """Each node's ``cluster_state`` (``ok``/``fail``), or why it could not be asked."""
-        states = []
+    def _ask_each(self, *command: object) -> list[str | None]:
+        """``command``'s text reply from every node (``None`` where it got no answer)."""
+        replies: list[str | None] = []
         for node in self.nodes:
             try:
-                info = node.call("CLUSTER", "INFO", timeout=1)
-            except (OSError, RedisReplyError) as exc:
-                states.append(f"unreachable ({exc!r})")
+                reply = node.call(*command, timeout=1)
+            except (OSError, RedisReplyError):
+                replies.append(None)
                 continue
-            assert isinstance(info, bytes)
-            fields = dict(line.split(":", 1) for line in info.decode().split() if ":" in line)
+            assert isinstance(reply, bytes)
+            replies.append(reply.decode())
+        return replies
+
+    def states(self) -> list[str]:
+        """Each node's ``cluster_state`` (``ok``/``fail``), or ``unreachable``."""
+        states = []
+        for info in self._ask_each("CLUSTER", "INFO"):
+            if info is None:
+                states.append("unreachable")
+                continue
+            fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
             states.append(fields.get("cluster_state", "unknown"))
         return states
 
@@ -275,15 +285,11 @@ class RedisCluster:
         """Each node's view of the cluster (every node's config epoch and slots), or why it
         has none: unreachable, a node flagged failing, or a slot half-migrated."""
         views: list[object] = []
-        for node in self.nodes:
-            try:
-                table = node.call("CLUSTER", "NODES", timeout=1)
-            except (OSError, RedisReplyError) as exc:
-                views.append(f"unreachable ({exc!r})")
-                continue
-            assert isinstance(table, bytes)
-            rows = [line.split() for line in table.decode().splitlines() if line.strip()]
-            if any("fail" in row[2] for row in rows):
+        for table in self._ask_each("CLUSTER", "NODES"):
+            rows = [line.split() for line in (table or "").splitlines() if line.strip()]
+            if table is None:
+                views.append("unreachable")
+            elif any("fail" in row[2] for row in rows):
                 views.append("a node flagged failing")
             elif any("->-" in slot or "-<-" in slot for row in rows for slot in row[8:]):
                 views.append("a slot migrating")
