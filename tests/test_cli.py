@@ -16,6 +16,7 @@ import pytest
 from langswarm.core.memory._cli import main
 from langswarm.core.memory._cli._app import cli as root
 from langswarm.core.memory._config import URL_ENV
+from langswarm.core.memory._manager import MemoryManager
 from tests.test_cli_data import (  # noqa: F401
     VARIED,
     cli,
@@ -153,6 +154,23 @@ def _listed(capsys: pytest.CaptureFixture[str], url: str, *filters: str) -> list
     status, out, _ = cli(capsys, "sessions", "list", "-u", url, "--json", *filters)
     assert status == 0
     return [s["session_id"] for s in json.loads(out)]
+
+
+def test_a_redis_key_prefix_comes_from_the_url(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def write() -> None:
+        memory = {"backend": "redis", "config": {"url": redis_url, "key_prefix": "app"}}
+        async with MemoryManager.from_config(memory=memory) as m:
+            await m.create_session("alice", "s-app")
+
+    anyio.run(write)
+    assert _listed(capsys, f"{redis_url}?key_prefix=app") == ["s-app"]
+    assert _listed(capsys, redis_url) == []  # the default prefix holds nothing
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sessions", "list", "-u", f"{redis_url}?pool_size=many"])
+    assert exit_info.value.code == 2
+    assert "pool_size must be a whole number, not 'many'" in capsys.readouterr().err
 
 
 def test_sessions_list(store: str, capsys: pytest.CaptureFixture[str]) -> None:

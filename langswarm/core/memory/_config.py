@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 from ._validate import parse_choice
 from .exceptions import MemoryConfigurationError
@@ -276,7 +277,8 @@ def _construct(backend: Callable[..., Any], options: dict[str, Any], where: str)
 def memory_from_url(url: str) -> dict[str, Any]:
     """The ``memory=`` dict for a store given as a URL: ``memory://``, ``sqlite:///relative``
     or ``sqlite:////absolute/path`` (``sqlite://:memory:``), ``redis://``, ``rediss://`` or
-    ``redis+cluster://host:port,host:port``."""
+    ``redis+cluster://host:port,host:port`` (Redis backend options such as ``key_prefix`` may
+    go in the query)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise MemoryConfigurationError(f"a memory URL looks like sqlite:///file.db, not {url!r}")
@@ -288,11 +290,47 @@ def memory_from_url(url: str) -> dict[str, Any]:
             raise MemoryConfigurationError(f"memory URL {url!r} names no SQLite file")
         return {"backend": "sqlite", "config": {"db_path": path}}
     if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
-        return {"backend": "redis", "config": {"url": url}}
+        return {"backend": "redis", "config": _redis_url_config(url)}
     raise MemoryConfigurationError(
         f"unknown memory URL scheme {scheme!r}; expected memory, sqlite, redis, rediss or "
         "redis+cluster"
     )
+
+
+#: Redis backend options a URL's query may carry (the rest of the query stays in the URL).
+_REDIS_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "key_prefix": str,
+    "ttl_seconds": int,
+    "pool_size": int,
+    "connect_timeout": float,
+    "socket_timeout": float,
+}
+
+
+_KINDS: dict[Callable[[str], Any], str] = {int: "a whole number", float: "a number"}
+
+
+def _redis_url_config(url: str) -> dict[str, Any]:
+    """``url`` split into the Redis backend's options: ``?key_prefix=app&ttl_seconds=3600``
+    become options, other query items (``ssl_*``) stay in the URL."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return {"url": url}
+    config: dict[str, Any] = {}
+    kept = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        convert = _REDIS_URL_OPTIONS.get(name)
+        if convert is None:
+            kept.append((name, value))
+            continue
+        try:
+            config[name] = convert(value)
+        except ValueError:
+            raise MemoryConfigurationError(
+                f"redis URL option {name} must be {_KINDS[convert]}, not {value!r}"
+            ) from None
+    config["url"] = f"{base}?{urlencode(kept)}" if kept else base
+    return config
 
 
 def options_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
