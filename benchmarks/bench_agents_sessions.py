@@ -27,16 +27,21 @@ backend: turns/s ours over theirs, p99 theirs over ours (above 1: langswarm is b
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from _redis_server import start_server
-from compare import AgentsRedis, AgentsSQLite, Outcome, committed_memory, flushall, measure
+from compare import (
+    AgentsRedis,
+    AgentsSQLite,
+    Outcome,
+    committed_memory,
+    measure,
+    redis_server,
+    scratch,
+)
 
 from langswarm.core.memory import MemoryManager
 from langswarm.core.memory._bench.workload import Workload
@@ -148,23 +153,13 @@ def main() -> None:
         message_chars=args.message_chars,
         seed=args.seed,
     )
-    redis_dir = tempfile.mkdtemp(prefix="bench-agents-redis-")
-    server, url = start_server(redis_dir)
     outcomes: list[Outcome] = []
-    try:
+    with redis_server() as url:
         for make in TARGETS:
-            scratch = tempfile.mkdtemp(prefix="bench-agents-")
-            target = make(scratch, url)
-            print(f"running {target.name} on {target.store} ...", file=sys.stderr, flush=True)
-            try:
+            with scratch(url, "bench-agents-") as directory:
+                target = make(directory, url)
+                print(f"running {target.name} on {target.store} ...", file=sys.stderr, flush=True)
                 outcomes.append(anyio.run(measure, target, workload))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-                flushall(url)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(redis_dir, ignore_errors=True)
     print(table(outcomes, workload))
 
 

@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from typing import Any
 
 import anyio
-from _redis_server import start_server
-from compare import Outcome, committed_memory, flushall, measure
+from compare import Outcome, committed_memory, measure, redis_server, scratch
 
 from langswarm.core.memory import MemoryManager, create_openai_message
 from langswarm.core.memory._bench.workload import Workload
@@ -132,30 +129,20 @@ def main() -> None:
         seed=args.seed,
     )
     count_text_tokens("load the encoding before the first target, not during it")
-    redis_dir = tempfile.mkdtemp(prefix="bench-encryption-redis-")
-    server, url = start_server(redis_dir)
     outcomes: list[Outcome] = []
     cpu: list[float] = []
-    try:
+    with redis_server() as url:
         for round_ in range(args.rounds):
             # Alternate which variant goes first, so drift over the run falls on both.
             order = (False, True) if round_ % 2 == 0 else (True, False)
             for store in ("sqlite", "redis"):
                 for encrypted in order:
-                    scratch = tempfile.mkdtemp(prefix="bench-encryption-")
-                    target = Langswarm(store, encrypted, args.context_tokens, scratch, url)
-                    print(f"running {target.name} on {store} ...", file=sys.stderr, flush=True)
-                    try:
+                    with scratch(url, "bench-encryption-") as directory:
+                        target = Langswarm(store, encrypted, args.context_tokens, directory, url)
+                        print(f"running {target.name} on {store} ...", file=sys.stderr, flush=True)
                         started = time.process_time()
                         outcomes.append(anyio.run(measure, target, workload))
                         cpu.append(time.process_time() - started)
-                    finally:
-                        shutil.rmtree(scratch, ignore_errors=True)
-                        flushall(url)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(redis_dir, ignore_errors=True)
     print(table(outcomes, cpu, workload, args.rounds))
 
 

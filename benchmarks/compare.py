@@ -395,6 +395,17 @@ def flushall(url: str) -> None:
         client.flushall()
 
 
+@contextlib.contextmanager
+def scratch(url: str, prefix: str) -> Iterator[str]:
+    """A directory for one target's files; removed, and Redis at ``url`` emptied, after it."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        flushall(url)
+
+
 TARGETS: dict[str, Callable[[argparse.Namespace, str, str], Target]] = {
     "ours-sqlite": lambda a, d, u: Ours("sqlite", a.context_tokens, d, u),
     "langchain-sql": lambda a, d, u: LangchainSQL(a.context_tokens, d),
@@ -465,19 +476,15 @@ def main() -> None:
     outcomes: list[Outcome] = []
     with redis_server() as url:
         for key in chosen:
-            scratch = tempfile.mkdtemp(prefix="compare-")
-            try:
-                target = TARGETS[key](args, scratch, url)
-            except ImportError as exc:
-                store = "redis" if "redis" in key else "sqlite"
-                outcomes.append(Outcome(key, store, skipped=f"cannot import: {exc}"[:120]))
-                continue
-            print(f"running {target.name} on {target.store} ...", file=sys.stderr, flush=True)
-            try:
+            with scratch(url, "compare-") as directory:
+                try:
+                    target = TARGETS[key](args, directory, url)
+                except ImportError as exc:
+                    store = "redis" if "redis" in key else "sqlite"
+                    outcomes.append(Outcome(key, store, skipped=f"cannot import: {exc}"[:120]))
+                    continue
+                print(f"running {target.name} on {target.store} ...", file=sys.stderr, flush=True)
                 outcomes.append(anyio.run(measure, target, workload))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-                flushall(url)
     print(table(outcomes, workload))
     if args.json:
         with open(args.json, "w") as f:
