@@ -19,14 +19,12 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from langswarm.core.memory import MemoryManager, MemorySession, Message, MessageRole
@@ -38,7 +36,7 @@ from langswarm.core.memory.exceptions import (
 from tests._editing_model import Builder, Covered, Entry, History, orphans, shape
 from tests.fuzz._fixtures import bounded_shrinking as bounded_shrinking
 from tests.fuzz._fixtures import store as store
-from tests.fuzz._support import EXAMPLES, FUZZ, SALT, SCALE, Outcome, Store, attempt
+from tests.fuzz._support import EXAMPLES, Outcome, Store, attempt, run_machine
 
 pytestmark = pytest.mark.anyio
 
@@ -390,6 +388,4 @@ async def test_editing_agrees_with_a_list_model(store: Store, anyio_backend: str
         root = store
         case = f"editing-{store.kind}[{anyio_backend}]"
 
-    runs = max(1, round(RUNS * SCALE))
-    options = settings(FUZZ, max_examples=runs, stateful_step_count=STEPS, derandomize=not SALT)
-    await anyio.to_thread.run_sync(lambda: run_state_machine_as_test(Machine, settings=options))
+    await run_machine(Machine, RUNS, STEPS)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from langswarm.core.memory import Message, SessionMetadata, SessionStatus
+from langswarm.core.memory import MemoryManager, Message, SessionMetadata, SessionStatus
 
 __all__ = [
     "MESSAGE_FIELDS",
@@ -144,3 +144,18 @@ def meta_problem(meta: SessionMetadata, session_id: object, want: Expected) -> s
         if not same(got, wanted):
             return f"session {session_id!r}: {name} is {got!r}, expected {wanted!r}"
     return None
+
+
+async def assert_reopened(memory: MemoryManager, sessions: Mapping[str, Expected]) -> None:
+    """A manager opened anew on the store holds exactly ``sessions``: each one's metadata and
+    messages, and no other session or message."""
+    for session_id, want in sessions.items():
+        session = await memory.get_session(session_id)
+        assert session is not None, f"session {session_id!r} is gone after reopening"
+        problem = meta_problem(session.metadata, session_id, want)
+        assert problem is None, f"after reopening: {problem}"
+        messages = await session.get_messages()
+        assert_messages(messages, want.messages, f"{session_id!r} after reopening")
+    stats = await memory.backend.get_usage_stats()
+    assert stats["total_sessions"] == len(sessions), stats
+    assert stats["total_messages"] == sum(len(w.messages) for w in sessions.values()), stats

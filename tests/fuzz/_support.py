@@ -25,6 +25,7 @@ import anyio.to_thread
 import sniffio
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from langswarm.core.memory import (
     MemoryManager,
@@ -35,7 +36,7 @@ from langswarm.core.memory import (
 )
 from langswarm.core.memory._validate import plain_problem
 from langswarm.core.memory.exceptions import MemoryValidationError
-from tests.fuzz._compare import Expected, Wrote, assert_messages, meta_problem
+from tests.fuzz._compare import Expected, Wrote, assert_messages, assert_reopened, meta_problem
 
 __all__ = [
     "EXAMPLES",
@@ -246,19 +247,21 @@ class World:
         await self.close()
         fresh = self.store.manager(self.durability)
         try:
-            for session_id, want in self.sessions.items():
-                session = await fresh.get_session(session_id)
-                assert session is not None, f"session {session_id!r} is gone after reopening"
-                problem = meta_problem(session.metadata, session_id, want)
-                assert problem is None, f"after reopening: {problem}"
-                messages = await session.get_messages()
-                assert_messages(messages, want.messages, f"{session_id!r} after reopening")
-            stats = await fresh.backend.get_usage_stats()
+            await assert_reopened(fresh, self.sessions)
         finally:
             await fresh.close()
-        expected = sum(len(want.messages) for want in self.sessions.values())
-        assert stats["total_sessions"] == len(self.sessions), stats
-        assert stats["total_messages"] == expected, stats
+
+
+async def run_machine(machine: type[RuleBasedStateMachine], runs: int, steps: int) -> None:
+    """Run ``machine`` ``runs`` times (scaled like every fuzz case) of up to ``steps`` steps,
+    on a worker thread: its rules call back into the test's event loop."""
+    options = settings(
+        FUZZ,
+        max_examples=max(1, round(runs * SCALE)),
+        stateful_step_count=steps,
+        derandomize=not SALT,
+    )
+    await anyio.to_thread.run_sync(lambda: run_state_machine_as_test(machine, settings=options))
 
 
 Example = Callable[[World, T], Awaitable[None]]

@@ -16,14 +16,12 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import pytest
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     multiple,
     rule,
-    run_state_machine_as_test,
 )
 
 from langswarm.core.memory import MemorySession, Message, MessageRole, SessionStatus
@@ -36,11 +34,12 @@ from tests.fuzz._compare import (
     Expected,
     Wrote,
     assert_messages,
+    assert_reopened,
     message_problem,
     meta_problem,
 )
 from tests.fuzz._data import clean_texts, plain_dicts
-from tests.fuzz._support import EXAMPLES, FUZZ, SALT, SCALE, Outcome, Store, attempt
+from tests.fuzz._support import EXAMPLES, Outcome, Store, attempt, run_machine
 
 pytestmark = pytest.mark.anyio
 
@@ -240,18 +239,9 @@ class SessionsMachine(RuleBasedStateMachine):
     async def _compare_fresh(self) -> None:
         fresh = self.store.manager("committed")
         try:
-            for sid, kept in self.model.items():
-                found = await fresh.get_session(sid)
-                assert found is not None, f"session {sid!r} is gone after reopening"
-                problem = meta_problem(found.metadata, sid, kept)
-                assert problem is None, f"after reopening: {problem}"
-                assert_messages(await found.get_messages(), kept.messages, f"{sid!r} reopened")
-            stats = await fresh.backend.get_usage_stats()
+            await assert_reopened(fresh, self.model)
         finally:
             await fresh.close()
-        assert stats["total_sessions"] == len(self.model), stats
-        total = sum(len(kept.messages) for kept in self.model.values())
-        assert stats["total_messages"] == total, stats
 
 
 #: Runs per case and steps per run; each test has 6 cases (3 backends x 2 event loops).
@@ -263,6 +253,4 @@ async def test_sessions_agree_with_a_model(store: Store, anyio_backend: str) -> 
         root = store
         case = f"stateful-{store.kind}[{anyio_backend}]"
 
-    runs = max(1, round(RUNS * SCALE))
-    options = settings(FUZZ, max_examples=runs, stateful_step_count=STEPS, derandomize=not SALT)
-    await anyio.to_thread.run_sync(lambda: run_state_machine_as_test(Machine, settings=options))
+    await run_machine(Machine, RUNS, STEPS)
