@@ -38,6 +38,7 @@ from compare import (
     AgentsSQLite,
     Outcome,
     committed_memory,
+    error_lines,
     measure,
     redis_server,
     scratch,
@@ -133,9 +134,7 @@ def table(outcomes: list[Outcome], workload: Workload) -> str:
                 f"{ours.turns_per_s / theirs.turns_per_s:.2f}x, p50 {theirs.ms(50) / ours.ms(50):.2f}x"
                 f" lower, p99 {theirs.ms(99) / ours.ms(99):.2f}x lower"
             )
-    for o in outcomes:
-        for error, count in o.errors.most_common(3):
-            lines.append(f"  {o.name} ({o.store}): {count:,} x {error}")
+    lines.extend(error_lines(outcomes))
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import anyio
-from compare import Outcome, committed_memory, measure, redis_server, scratch
+from compare import Outcome, committed_memory, error_lines, measure, redis_server, scratch
 
 from langswarm.core.memory import MemoryManager, create_openai_message
 from langswarm.core.memory._bench.workload import Workload
@@ -105,9 +105,7 @@ def table(outcomes: list[Outcome], cpu: list[float], workload: Workload, rounds:
             f"{store}: encrypted/plain turns/s {ratio:.3f}x ({(ratio - 1) * 100:+.1f}%; target: "
             f"no worse than -15%), CPU per turn {cost['encrypted'] / cost['plain']:.3f}x"
         )
-    for o in outcomes:
-        for error, count in o.errors.most_common(3):
-            lines.append(f"  {o.store} {o.name}: {count:,} x {error}")
+    lines.extend(error_lines(outcomes))
     return "\n".join(lines)
 
 

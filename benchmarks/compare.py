@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -443,10 +443,17 @@ def table(outcomes: list[Outcome], workload: Workload) -> str:
             f"{o.name:<48}{o.store:<8}{o.turns_per_s:>10,.0f}{o.ms(50):>10.2f}{o.ms(99):>10.2f}"
             f"{ctx:>10.1f}{sum(o.errors.values()):>8,}{ratio_tps:>19}{ratio_p99:>15}"
         )
-    for o in outcomes:
-        for error, count in o.errors.most_common(3):
-            lines.append(f"  {o.name}: {count:,} x {error}")
+    lines.extend(error_lines(outcomes))
     return "\n".join(lines)
+
+
+def error_lines(outcomes: Sequence[Outcome]) -> list[str]:
+    """The three commonest errors of each target, one line each."""
+    return [
+        f"  {o.name} ({o.store}): {count:,} x {error}"
+        for o in outcomes
+        for error, count in o.errors.most_common(3)
+    ]
 
 
 def main() -> None:
