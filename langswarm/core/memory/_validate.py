@@ -44,16 +44,17 @@ def check_id(name: str, value: object) -> str:
         raise MemoryValidationError(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} chars"
         )
-    check_text(name, value)
-    if "\0" in value:
-        raise MemoryValidationError(f"{name} must not hold a NUL character")
+    check_text(name, value, key=True)
     return value
 
 
-def check_text(what: str, text: str) -> None:
-    """``text`` must be encodable: no store can hold a lone surrogate."""
+def check_text(what: str, text: str, *, key: bool = False) -> None:
+    """``text`` must be encodable: no store can hold a lone surrogate. A ``key`` (an id) may
+    not hold NUL either: SQLite text ends there."""
     if not _encodable(text):
         raise MemoryValidationError(f"{what} must not hold a lone surrogate")
+    if key and "\0" in text:
+        raise MemoryValidationError(f"{what} must not hold a NUL character")
 
 
 def check_limit(name: str, value: object) -> int | None:

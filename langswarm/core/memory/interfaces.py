@@ -162,9 +162,7 @@ def _check_fields(message: Message) -> None:
         object.__setattr__(message, "timestamp", local)
     if not isinstance(message.message_id, str) or not message.message_id:
         raise MemoryValidationError("message_id must be a non-empty string")
-    check_text("message_id", message.message_id)
-    if "\0" in message.message_id:
-        raise MemoryValidationError("message_id cannot contain a NUL character")
+    check_text("message_id", message.message_id, key=True)
     if not isinstance(message.metadata, dict):
         raise MemoryValidationError("message metadata must be a dict")
     count = message.token_count
