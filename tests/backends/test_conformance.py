@@ -93,6 +93,18 @@ async def test_exclusive_create_of_a_stored_session_changes_nothing(backend: Bac
     assert await load(backend, "s") == before
 
 
+async def test_a_retried_exclusive_create_is_not_refused_as_existing(backend: Backend) -> None:
+    """The first attempt was stored but its answer lost (a timeout): sent again with the same
+    incarnation, the create is recognised as the one already stored."""
+    write = SessionWrite("s", "i1", "w1", create=meta("s"), exclusive=True)
+    assert (await apply1(backend, write)).created
+
+    again = await apply1(backend, write)
+
+    assert again.error is None and not again.created
+    assert again.state == SessionState("i1", "alice", 1, 0, 0)
+
+
 async def test_create_by_another_owner_is_refused(backend: Backend) -> None:
     await create(backend, "s", 2)
     before = await load(backend, "s")

@@ -268,7 +268,7 @@ def _create(write: SessionWrite, row: Row | None, result: WriteResult) -> Row | 
             write.start_seq,
             summarized=write.summary is not None,
         )
-    if write.exclusive:
+    if write.exclusive and row.incarnation != write.incarnation:  # not a retry of this create
         result.error = SessionExistsError(f"session {write.session_id} already exists")
     elif row.owner != meta.user_id:
         result.error = SessionOwnershipError(f"session {write.session_id} belongs to another user")

@@ -47,7 +47,8 @@ class SessionWrite:
     1. ``delete``: remove the session if it is ``incarnation`` (``"*"``: whatever is stored;
        another incarnation is refused, as its session is gone already);
     2. ``create``: store ``create`` (its ``incarnation``) if the session is absent; if present,
-       refuse an ``exclusive`` create, or one by another owner;
+       refuse an ``exclusive`` create (unless the stored one is this incarnation: a retry of
+       it), or one by another owner;
     3. the rest applies only to ``incarnation`` (refused for any other, or none) and, with
        ``expect_version``, only while the version is that one (else ``conflict``):
        ``clear`` drops every message and summary (numbering carries on);

@@ -281,7 +281,7 @@ local function apply(keys, sid, w, a)
   local cur = r
   if gone then cur = nil end
   if w.c and cur then
-    if w.e then return refuse(meta, vb, 'exists', '') end
+    if w.e and cur.i ~= w.i then return refuse(meta, vb, 'exists', '') end  -- not a retry
     if cur.u ~= w.c.u then return refuse(meta, vb, 'owner', '') end
   end
   local fresh = w.c and not cur
