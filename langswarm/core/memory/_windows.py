@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._content import Kind, call_ids, result_ids
+from ._content import RESULT, call_ids, result_ids
 from ._tokens import tokens_of
 from .interfaces import Message
 
@@ -31,7 +31,7 @@ def window_start(
     j = hi
     while j > lo:
         m = messages[j - 1]
-        if m.kind is not Kind.RESULT:
+        if m.kind is not RESULT:
             cost = m.token_count
             if cost is None:
                 cost = tokens_of(m)

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, cast, runtime_checkable
 
-from ._content import Kind, kind_of, text_of
+from ._content import CALL, PLAIN, RESULT, Kind, kind_of, text_of
 from ._frozen import EMPTY, freeze
 from ._validate import check_text
 from .exceptions import MemoryValidationError
@@ -71,6 +71,10 @@ def _new_id() -> str:
     return os.urandom(12).hex()
 
 
+#: Roles whose messages answer a tool call (bound once: enum member lookups are slow).
+_ANSWERING = frozenset((MessageRole.TOOL, MessageRole.FUNCTION))
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message.
@@ -96,26 +100,26 @@ class Message:
     #: exactly (``None`` for messages built from the chat or Anthropic formats).
     item: dict[str, Any] | None = None
     #: Its part in a tool exchange (derived from the fields above).
-    kind: Kind = field(default=Kind.PLAIN, init=False, repr=False, compare=False)
+    kind: Kind = field(default=PLAIN, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.role.__class__ is not MessageRole:
             object.__setattr__(self, "role", _role(self.role))
         _check_fields(self)
         _freeze_structured(self)
-        answers = self.role is MessageRole.TOOL or self.role is MessageRole.FUNCTION
+        answers = self.role in _ANSWERING
         asks = bool(self.tool_calls or self.function_call)
         object.__setattr__(self, "kind", kind_of(answers, self.content, asks))
 
     @property
     def has_tool_calls(self) -> bool:
         """True when this assistant message asks for tools (OpenAI or Anthropic style)."""
-        return self.kind is Kind.CALL
+        return self.kind is CALL
 
     @property
     def is_tool_result(self) -> bool:
         """True when this message answers a tool call (OpenAI or Anthropic style)."""
-        return self.kind is Kind.RESULT
+        return self.kind is RESULT
 
     def text(self) -> str:
         """The message's text, with content blocks flattened."""
