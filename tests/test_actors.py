@@ -8,6 +8,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from langswarm.core.memory import MemoryManager, MemorySession
+from langswarm.core.memory._loop import YIELD_EVERY
 from langswarm.core.memory.actors.session import SessionActor
 from langswarm.core.memory.backends.memory import InMemoryBackend
 from langswarm.core.memory.exceptions import (
@@ -263,6 +264,38 @@ async def test_a_loop_of_fast_calls_lets_other_tasks_run() -> None:
             during = ran - before
             stop.set()
         assert during >= 5_000 // 64
+
+
+async def test_writers_released_by_one_commit_share_the_next_batch() -> None:
+    """More committed writers than the yield budget, in step: every round is one batch. A
+    budgeted yield taken right after a commit would put some of them behind the flusher's cut,
+    and the two groups would alternate from then on, doubling the batches."""
+    writers, rounds = 4 * YIELD_EVERY, 5
+    async with manager_on(InMemoryBackend(), durability="committed") as memory:
+        sessions = [await memory.create_session(f"u{i}") for i in range(writers)]
+        flusher = (await memory._ensure()).flusher
+        ready = 0
+        go = anyio.Event()
+
+        async def writer(session: MemorySession) -> None:
+            nonlocal ready
+            await session.add_message(user_message("first"))  # lines every writer up
+            ready += 1
+            if ready == writers:
+                go.set()
+            await go.wait()
+            for i in range(rounds):
+                await session.add_message(user_message(f"round {i}"))
+
+        with anyio.fail_after(SETTLE):
+            async with anyio.create_task_group() as tg:
+                for session in sessions:
+                    tg.start_soon(writer, session)
+                await go.wait()
+                before = flusher.batches
+        assert flusher.batches - before == rounds
+        for session in sessions:
+            assert len(await session.get_messages()) == rounds + 1
 
 
 @pytest.mark.parametrize("durability", ["buffered", "committed"])

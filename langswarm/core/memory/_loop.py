@@ -23,12 +23,15 @@ __all__ = [
     "on_asyncio",
     "schedule_point",
     "start_system_task",
+    "suspending",
 ]
 
 #: Calls served without suspending (the fast path) yield to the event loop once in this many.
 #: A yield costs an event-loop iteration (3-6 µs on asyncio, more than the call itself), so
-#: paying it on every call would halve single-task throughput; like tokio's cooperative
-#: budget, a task in a tight loop of fast calls still lets every other task run.
+#: paying it on every call would halve single-task throughput. Like tokio's cooperative
+#: budget, the count starts over whenever a call suspends anyway (see :func:`suspending`), so
+#: only a run of fast calls with no suspension in between pays the yield, and a task in such a
+#: run still lets every other task in within ``YIELD_EVERY`` calls.
 YIELD_EVERY = 32
 
 _fast_calls = 0
@@ -68,6 +71,18 @@ async def schedule_point() -> None:
         await anyio.lowlevel.checkpoint()
     else:
         await anyio.lowlevel.checkpoint_if_cancelled()
+
+
+def suspending() -> None:
+    """A call is about to suspend (waiting for a commit or a reply): other tasks will run, so
+    the fast-path yield budget starts over.
+
+    Without this, writers released together by one commit would take their budgeted yield at
+    arbitrary points of their next call, behind the flusher the first of them woke: it would cut
+    a batch without them, and the split would recur every round, doubling the commits.
+    """
+    global _fast_calls
+    _fast_calls = 0
 
 
 def start_system_task(fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> object:

@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._health import STALL_AFTER
+from .._loop import suspending
 from .._retry import RetryPolicy
 from .._telemetry import telemetry
 from ..backends.base import Backend, SessionWrite, WriteResult
@@ -80,6 +81,7 @@ class Commit:
     async def wait(self, key: Key | None = None) -> WriteResult | None:
         """The result for ``key`` once the batch is stored; raise its error (or the batch's,
         or the watchdog's)."""
+        suspending()
         await self._done.wait()
         if not self.settled:
             assert self.late is not None

@@ -13,6 +13,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._loop import suspending
 from ..exceptions import MemoryOverloadError
 
 __all__ = ["ActorStopped", "Envelope", "Mailbox", "MailboxStatistics", "Reply"]
@@ -119,6 +120,7 @@ class Mailbox(Generic[C]):
                 await self._send.send(envelope)  # full: the task is busy and stays
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 raise ActorStopped from None
+            suspending()
             return await reply.wait()
         assert scope.cancelled_caught
         raise MemoryOverloadError(
