@@ -126,10 +126,14 @@ class Message:
         return text_of(self.content)
 
 
+#: Roles by their text (a dict lookup; ``MessageRole(text)`` costs ~0.5 µs on Python 3.11).
+_ROLES = {r.value: r for r in MessageRole}
+
+
 def _role(value: object) -> MessageRole:
     try:
-        return MessageRole(cast(str, value))
-    except ValueError:
+        return _ROLES[cast(str, value)]
+    except (KeyError, TypeError):
         raise MemoryValidationError(
             f"unknown message role {value!r}; expected one of "
             f"{', '.join(r.value for r in MessageRole)}"

@@ -50,11 +50,15 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else _fromts(value)
 
 
+# Roles to their stored text by dict: ``.value`` costs ~0.3 µs on Python 3.11, per message.
+_ROLE_TEXT = {r: r.value for r in MessageRole}
+
+
 def pack_message(m: Message) -> bytes:
     return _packb(
         (
             SCHEMA_VERSION,
-            m.role.value,
+            _ROLE_TEXT[m.role],
             m.content,
             m.timestamp.timestamp(),
             m.message_id,

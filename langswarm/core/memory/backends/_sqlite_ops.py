@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 _IN_BATCH = "(SELECT value FROM json_each(?))"
+# Statuses to and from their stored text by dict: SessionStatus(text) and .value cost about
+# 0.5 and 0.3 µs on Python 3.11, once per session row of every batch.
+_STATUS = {s.value: s for s in SessionStatus}
+_STATUS_TEXT = {s: s.value for s in SessionStatus}
 _COLUMNS = SESSION_COLUMNS.split(", ")
 # An update in place rewrites only the index entries whose columns changed.
 _UPSERT = (
@@ -91,7 +95,7 @@ def _decoded(values: Sequence[Any]) -> Row:
         owner=values[1],
         incarnation=values[2],
         version=values[3],
-        status=SessionStatus(values[4]),
+        status=_STATUS[values[4]],
         created=values[5],
         updated=values[6],
         expires=values[7],
@@ -119,7 +123,7 @@ def _values(row: Row) -> tuple[Any, ...]:
         row.owner,
         row.incarnation,
         row.version,
-        row.status.value,
+        _STATUS_TEXT[row.status],
         row.created,
         row.updated,
         row.expires,
