@@ -103,12 +103,17 @@ def located(where: str) -> Iterator[None]:
         raise MemoryValidationError(f"{where}: {exc}") from None
 
 
+#: Roles by text (members hash and compare as their text, so they find themselves too); a dict
+#: lookup instead of ``MessageRole(role)``, which costs ~0.5 µs per message on Python 3.11.
+_ROLES: dict[str, MessageRole] = {r.value: r for r in MessageRole}
+
+
 def parse_role(
     role: MessageRole | str, allowed: tuple[MessageRole, ...], provider: str
 ) -> MessageRole:
     try:
-        parsed: MessageRole | None = MessageRole(role)
-    except (ValueError, TypeError):
+        parsed: MessageRole | None = _ROLES.get(role)
+    except TypeError:  # unhashable
         parsed = None
     if parsed is None or parsed not in allowed:
         names = ", ".join(r.value for r in allowed)
