@@ -8,7 +8,7 @@ waking the host from another thread, cheap checkpoints) live here, and nowhere e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -17,6 +17,7 @@ import sniffio
 
 __all__ = [
     "YIELD_EVERY",
+    "cancel_check",
     "clock",
     "host_waker",
     "loop_key",
@@ -52,6 +53,16 @@ def clock() -> Callable[[], float]:
     return asyncio.get_running_loop().time
 
 
+def cancel_check() -> Callable[[], Awaitable[None]]:
+    """The running loop's "raise if the current scope is cancelled", looked up once: trio's
+    own costs 0.26 µs, anyio's dispatch to it 0.77 µs, on every fast-path call."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.checkpoint_if_cancelled
+    return anyio.lowlevel.checkpoint_if_cancelled
+
+
 def loop_key() -> object:
     """Identifies the running event loop (the asyncio loop object or the trio run token)."""
     if sniffio.current_async_library() == "trio":
@@ -61,16 +72,17 @@ def loop_key() -> object:
     return asyncio.get_running_loop()
 
 
-async def schedule_point() -> None:
+async def schedule_point(check_cancelled: Callable[[], Awaitable[None]]) -> None:
     """Start of every fast-path call: raise if the caller's scope is already cancelled (so a
-    cancelled call changes nothing), and yield to other tasks once every ``YIELD_EVERY``."""
+    cancelled call changes nothing), and yield to other tasks once every ``YIELD_EVERY``.
+    ``check_cancelled`` is the running loop's :func:`cancel_check`."""
     global _fast_calls
     _fast_calls += 1
     if _fast_calls >= YIELD_EVERY:
         _fast_calls = 0
         await anyio.lowlevel.checkpoint()
     else:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await check_cancelled()
 
 
 def suspending() -> None:

@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._config import RuntimeSettings
-from .._loop import clock
+from .._loop import cancel_check, clock
 from .._telemetry import ERRORS, RESTARTS, telemetry
 from ..backends.base import Backend, SessionSnapshot, SessionWrite, WriteResult
 from ..exceptions import MemoryError, SessionNotFoundError
@@ -82,6 +82,7 @@ class Registry:
         self.writer = flusher.writer
         self.shared = backend.shared
         self.clock = clock()
+        self.check_cancelled = cancel_check()
         self._tg = task_group
         self.live: dict[str, SessionActor] = {}
         self._loading: dict[str, _Loading] = {}

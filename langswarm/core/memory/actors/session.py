@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast
 
@@ -66,6 +66,8 @@ class ActorHost(Protocol):
     shared: bool
     #: The event loop's clock (``anyio.current_time``).
     clock: Callable[[], float]
+    #: The event loop's check for a cancelled scope (:func:`.._loop.cancel_check`).
+    check_cancelled: Callable[[], Awaitable[None]]
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
 
@@ -155,7 +157,7 @@ class SessionActor:
     async def ask(self, command: c.Command[R]) -> R:
         """Handle ``command`` and return its result: directly when the actor is idle and the
         command needs no waiting, through the mailbox otherwise."""
-        await schedule_point()
+        await schedule_point(self.host.check_cancelled)
         if isinstance(command, c.Read) and self.host.shared:
             await validate(self)
         if self._inbox is None and self.phase is Phase.ACTIVE:
