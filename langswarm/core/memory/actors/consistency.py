@@ -4,9 +4,8 @@ A session actor's state is a cache of what storage holds, tagged with the stored
 reflects. Each of its writes comes back with the version before and after: when the version
 before is the one the actor knew, nobody else changed the session in between and the cache
 stays current; otherwise the actor marks itself stale and reloads. A read on a shared store
-first asks storage for the session's version and reloads if it moved: a plain read of the
-version when none of the actor's writes is on its way (:mod:`.versions`), else a probe
-batched with every other write and probe of the moment, so one round trip serves them all.
+first asks storage for the session's version (a probe, batched with every other write and
+probe of the moment, so one round trip serves them all) and reloads if it moved.
 """
 
 from __future__ import annotations
@@ -37,17 +36,10 @@ def confirm(actor: SessionActor, write: SessionWrite, result: WriteResult) -> No
 
 
 async def validate(actor: SessionActor) -> None:
-    """Make sure the actor holds what storage holds as of now: by reading the stored version
-    when none of its writes is on its way (:mod:`.versions`), else through the write batch."""
-    flusher, version = actor.host.flusher, actor.version
-    same = None
-    if version is not None and not flusher.holds(actor.key):
-        same = await actor.host.versions.same(actor.session_id, actor.incarnation, version)
-        if same is False and actor.version == version:
-            actor.stale()
-    if same is None:
-        _, commit = flusher.write(actor.session_id, actor.incarnation, weight=0)
-        await commit.wait()
+    """Make sure the actor holds what storage holds as of now (one round trip)."""
+    flusher = actor.host.flusher
+    _, commit = flusher.write(actor.session_id, actor.incarnation, weight=0)
+    await commit.wait()
     actor.raise_if_gone()
     if actor.version is None:
         await actor.post(c.Refresh())

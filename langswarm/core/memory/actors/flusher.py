@@ -167,11 +167,6 @@ class Flusher:
             self._wake.set()
         return write, self._commit
 
-    def holds(self, key: Key) -> bool:
-        """Whether a write of this session (incarnation) is queued or being stored."""
-        batch = self._inflight
-        return key in self._writes or (batch is not None and key in batch.keys)
-
     @property
     def pending(self) -> int:
         """Writes queued or being stored, for backpressure."""
@@ -280,9 +275,9 @@ class Flusher:
         """Cut everything pending into a batch and start storing it."""
         if not self._writes:
             return None
-        writes, held, keys = list(self._writes.values()), len(self._held), frozenset(self._writes)
+        writes, held = list(self._writes.values()), len(self._held)
         self._writes, self._held = {}, set()
-        batch = _Batch(writes, keys, self._queued, self._commit, held, time.monotonic())
+        batch = _Batch(writes, self._queued, self._commit, held, time.monotonic())
         self._commit = Commit()
         self._queued = 0
         try:
@@ -366,12 +361,11 @@ class Flusher:
 
 @dataclass(slots=True)
 class _Batch:
-    """A cut batch: the writes it stores (and their sessions' keys), their weight, its commit,
-    how many of its writes were acknowledged already, when it was cut, the attempt under way
-    and when that attempt was sent (``None`` between attempts), in monotonic seconds."""
+    """A cut batch: the writes it stores, their weight, its commit, how many of its writes
+    were acknowledged already, when it was cut, the attempt under way and when that attempt
+    was sent (``None`` between attempts), in monotonic seconds."""
 
     writes: list[SessionWrite]
-    keys: frozenset[Key]
     weight: int
     commit: Commit
     held: int

@@ -29,7 +29,6 @@ from .consistency import confirm, validate
 from .flusher import Commit, Flusher
 from .session import Phase, SessionActor
 from .supervisor import supervise
-from .versions import VersionChecks
 
 __all__ = ["Registry", "choose_passivations"]
 
@@ -82,7 +81,6 @@ class Registry:
         self.summarizer = summarizer
         self.writer = flusher.writer
         self.shared = backend.shared
-        self.versions = VersionChecks(backend)
         self.clock = clock()
         self.check_cancelled = cancel_check()
         self._tg = task_group
@@ -265,10 +263,7 @@ class Registry:
     # -- sweeping -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Passivate idle and excess actors and expire sessions, until cancelled; on a shared
-        store, answer reads' version checks beside it."""
-        if self.shared:
-            await self._tg.start(self.versions.run)
+        """Passivate idle and excess actors and expire sessions, until cancelled."""
         task_status.started()
         while True:
             with anyio.move_on_after(self.settings.sweep_interval):

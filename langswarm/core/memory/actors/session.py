@@ -37,7 +37,6 @@ from .tail import InvariantBroken, MessageTail
 if TYPE_CHECKING:
     from .._config import RuntimeSettings
     from .flusher import Flusher
-    from .versions import VersionChecks
 
 __all__ = ["ActorHost", "Phase", "SessionActor"]
 
@@ -69,8 +68,6 @@ class ActorHost(Protocol):
     clock: Callable[[], float]
     #: The event loop's check for a cancelled scope (:func:`.._loop.cancel_check`).
     check_cancelled: Callable[[], Awaitable[None]]
-    #: Reads' version checks beside the write path (on a shared store).
-    versions: VersionChecks
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None: ...
 
@@ -278,10 +275,9 @@ class SessionActor:
             self.phase = Phase.ACTIVE
 
     async def fetch(self) -> SessionSnapshot | None:
-        """What storage holds for this session once its pending writes are applied;
+        """What storage holds for this session once our pending writes are applied;
         ``None`` (and the actor ends) when the session is gone or is another incarnation."""
-        if self.host.flusher.holds(self.key):
-            await self.host.flusher.barrier()
+        await self.host.flusher.barrier()
         snapshot = await self.host.backend.load_session(
             self.session_id, tail=self.host.settings.tail_size
         )

@@ -31,7 +31,6 @@ __all__ = [
     "list_sessions",
     "load_messages",
     "load_session",
-    "read_versions",
     "usage_stats",
 ]
 
@@ -60,7 +59,6 @@ _UPSERT_SUMMARY = """
 _TRIM = "DELETE FROM messages WHERE session_id = ? AND seq < ?"
 _REMOVE = "DELETE FROM messages WHERE session_id = ? AND seq = ?"
 _DROP_SUMMARIES = "DELETE FROM summaries WHERE session_id = ? AND covers_through > ?"
-_VERSIONS = f"SELECT session_id, incarnation, version FROM sessions WHERE session_id IN {_IN_BATCH}"
 _TAIL = "SELECT seq, payload FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
 _SUMMARIES = "SELECT payload FROM summaries WHERE session_id = ? ORDER BY covers_through, rowid"
 _RANGE = (
@@ -292,16 +290,6 @@ def _read_batch(
         for sid, message_id in db.execute(_KNOWN_IDS, (json.dumps(pairs),)):
             known.setdefault(sid, set()).add(message_id)
     return rows, known, unreadable
-
-
-def read_versions(
-    db: sqlite3.Connection, session_ids: Sequence[str]
-) -> list[tuple[str, int] | None]:
-    found = {
-        sid: (incarnation, version)
-        for sid, incarnation, version in db.execute(_VERSIONS, (json.dumps(list(session_ids)),))
-    }
-    return [found.get(sid) for sid in session_ids]
 
 
 def load_session(db: sqlite3.Connection, session_id: str, tail: int) -> SessionSnapshot | None:

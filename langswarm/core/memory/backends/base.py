@@ -200,11 +200,6 @@ class Backend(Protocol):
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         """Load a session with at most ``tail`` of its newest messages; ``None`` if absent."""
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        """Each session's stored ``(incarnation, version)``, ``None`` where absent. Not
-        queued behind writes under way, and it sees every write stored before it began: a
-        shared store's reads check what a process holds with it."""
-
     async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
         """Stored messages with ``start <= seq < stop``, oldest first: from ``start`` (at
         least the first stored) to the newest found, holes as :data:`REMOVED`."""

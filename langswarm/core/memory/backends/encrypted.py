@@ -357,9 +357,6 @@ class EncryptedBackend:
             return found
         return await anyio.to_thread.run_sync(self._open_metas, found)
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        return await self.inner.read_versions(session_ids)
-
     async def get_usage_stats(self) -> dict[str, Any]:
         return await self.inner.get_usage_stats()
 

@@ -117,10 +117,6 @@ class InMemoryBackend:
             stored.row.count = len(stored.messages)
         return outcome.result
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        rows = [self._sessions.get(sid) for sid in session_ids]
-        return [None if s is None else (s.row.incarnation, s.row.version) for s in rows]
-
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         stored = self._sessions.get(session_id)
         if stored is None:

@@ -45,10 +45,6 @@ class RetryingBackend:
             lambda: self.inner.load_session(session_id, tail=tail), self._what
         )
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        # Not retried: a check that fails is made again through the write path.
-        return await self.inner.read_versions(session_ids)
-
     async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
         return await self.policy.run(
             lambda: self.inner.load_messages(session_id, start=start, stop=stop), self._what

@@ -72,11 +72,8 @@ class SQLiteBackend:
             self._pragmas = {"journal_mode": "WAL", **self._pragmas}
         self._busy_timeout = busy_timeout
         self._thread = LoopThread(name="langswarm-sqlite")
-        # Owned by the private loop: set in _open, cleared in _close. The reader (shared files
-        # only) answers version checks beside the writer, never queued behind a batch.
+        # Owned by the private loop: set in _open, cleared in _close.
         self._conn: Connection | None = None
-        self._reader: Connection | None = None
-        self._opening: asyncio.Lock | None = None
         self._file_id: tuple[int, int] | None = None
         # Runtimes (one per event loop, each in its thread) that opened it and have not
         # closed it: the connection closes with the last of them.
@@ -131,9 +128,6 @@ class SQLiteBackend:
         # Handed to the driver now (trio) or when first awaited (asyncio), never twice.
         return self._call(ops.apply_batch, batch, self._transaction)
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        return await self._call(ops.read_versions, list(session_ids), reader=True)
-
     async def load_session(self, session_id: str, *, tail: int) -> SessionSnapshot | None:
         return await self._call(ops.load_session, session_id, max(tail, 0))
 
@@ -164,15 +158,15 @@ class SQLiteBackend:
 
     # -- host side --------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[..., T], *args: Any, reader: bool = False) -> Awaitable[T]:
-        """Run ``fn(db, *args)`` on the driver's thread (the reader's, with ``reader`` when
-        there is one); await it for the result, with every failure mapped to our errors.
+    def _call(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run ``fn(db, *args)`` on the driver's thread; await it for the result, with every
+        failure mapped to our errors.
 
         aiosqlite answers asyncio callers itself, so an asyncio host hands the call straight
         to the driver thread (queued when first awaited); a trio host goes through the
         private loop, starting now.
         """
-        conn = (self._reader if reader else None) or self._conn
+        conn = self._conn
         if conn is None:
             raise MemoryBackendError(f"SQLite backend for {self.db_path} is not open")
         if on_asyncio():
@@ -205,14 +199,8 @@ class SQLiteBackend:
     # -- private loop -------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        # Runtimes on several loops open at once; each connects only if none did before it.
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._conn is None:  # else opened for another event loop already
-                await self._connect()
-
-    async def _connect(self) -> None:
+        if self._conn is not None:  # opened for another event loop already
+            return
         self._file_id = None
         # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
         # backend nobody closed never blocks interpreter exit.
@@ -221,16 +209,24 @@ class SQLiteBackend:
         def connector() -> sqlite3.Connection:
             return sqlite3.connect(path, timeout=timeout, isolation_level=None)
 
-        conn = await _connected(Connection(connector, 64))
+        conn = Connection(connector, 64)
+        try:
+            await conn
+        except BaseException:
+            # On a failed connect aiosqlite stops its worker without waiting for it; if this
+            # loop closed first, the worker's last report would fail in that thread.
+            worker = getattr(conn, "_thread", None)
+            if isinstance(worker, threading.Thread) and worker.is_alive():
+                worker.join(timeout=5)
+            raise
         try:
             await self._prepare(conn)
-            if self.persistent:
-                st = os.stat(path)
-                self._file_id = (st.st_dev, st.st_ino)
-                self._reader = await _connected(Connection(connector, 64))
         except BaseException:
             await conn.close()
             raise
+        if self.persistent:
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
         self._conn = conn
 
     async def _prepare(self, conn: Connection) -> None:
@@ -251,22 +247,5 @@ class SQLiteBackend:
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            await reader.close()
         if conn is not None:
             await conn.close()
-
-
-async def _connected(conn: Connection) -> Connection:
-    """``conn``, connected (its thread started and the file opened)."""
-    try:
-        await conn
-    except BaseException:
-        # On a failed connect aiosqlite stops its worker without waiting for it; if this
-        # loop closed first, the worker's last report would fail in that thread.
-        worker = getattr(conn, "_thread", None)
-        if isinstance(worker, threading.Thread) and worker.is_alive():
-            worker.join(timeout=5)
-        raise
-    return conn

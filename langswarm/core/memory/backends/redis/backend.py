@@ -312,25 +312,6 @@ class RedisBackend:
                 version=row.version,
             )
 
-    async def read_versions(self, session_ids: Sequence[str]) -> list[tuple[str, int] | None]:
-        return await self._run(self._versions_io, list(session_ids))
-
-    async def _versions_io(
-        self, client: Client, session_ids: list[str]
-    ) -> list[tuple[str, int] | None]:
-        metas = [self.keys.session(sid)[0] for sid in session_ids]
-        replies: list[Any] = []
-        if self.cluster:  # routed by slot, a pool's width at a time (as in run_scripts)
-            for i in range(0, len(metas), self._pool_size):
-                chunk = metas[i : i + self._pool_size]
-                replies += await asyncio.gather(*(client.hmget(k, "i", "v") for k in chunk))
-        else:
-            pipe = client.pipeline(transaction=False)
-            for key in metas:
-                pipe.hmget(key, "i", "v")
-            replies = await pipe.execute()
-        return [(inc.decode(), int(version)) if inc else None for inc, version in replies]
-
     async def load_messages(self, session_id: str, *, start: int, stop: int) -> list[Message]:
         if stop <= start:
             return []
