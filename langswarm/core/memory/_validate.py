@@ -6,10 +6,11 @@ structured values that are plain JSON-compatible data.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .exceptions import MemoryError, MemoryValidationError
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_mapping",
     "check_plain",
     "check_text",
+    "member_of",
     "parse_choice",
     "plain_problem",
 ]
@@ -118,14 +120,32 @@ def _encodable(text: str) -> bool:
     return True
 
 
+@functools.cache
+def _by_value(enum: type[Enum]) -> dict[object, Enum]:
+    found: dict[object, Enum] = {member.value: member for member in enum}
+    found.update((member, member) for member in enum)
+    return found
+
+
+def member_of(enum: type[E], value: object) -> E | None:
+    """The member of ``enum`` with this value (or that member itself); ``None`` if none.
+
+    One dict lookup: on Python 3.11 ``enum(value)`` and ``member.value`` cost 0.3-0.5 µs
+    each, which converting every message's role would pay."""
+    try:
+        return cast("E | None", _by_value(enum).get(value))
+    except TypeError:  # unhashable: no member has it as its value
+        return None
+
+
 def parse_choice(
     enum: type[E], value: object, what: str, error: type[MemoryError] = MemoryValidationError
 ) -> E:
     """The member of ``enum`` with this value; ``error`` says whether bad input is a call's
     fault (the default) or a configuration's."""
-    for member in enum:
-        if member.value == value or member is value:
-            return member
+    member = member_of(enum, value)
+    if member is not None:
+        return member
     allowed = ", ".join(repr(member.value) for member in enum)
     raise error(f"{what} must be one of {allowed}, not {value!r}")
 
