@@ -6,13 +6,17 @@ versions, and refuses writes built on a session (an incarnation) it no longer ho
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+import sniffio
 
 from langswarm.core.memory._tokens import count_message_tokens
 from langswarm.core.memory.backends.base import ABSENT, Backend, SessionState, SessionWrite
@@ -1018,3 +1022,53 @@ async def test_message_fields_round_trip(backend: Backend) -> None:
         ]
     assert [m.token_count for m in snap.messages] == given
     assert snap.messages[2].has_tool_calls and snap.messages[5].is_tool_result
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+async def _cancel_after(passes: int, call: Callable[[], Awaitable[object]]) -> bool:
+    """Run ``call()`` in a task of its own and cancel it after ``passes`` scheduler passes;
+    whether the cancellation ended it (``False``: it had returned before the cancel came).
+
+    On asyncio the cancel is ``Task.cancel()``, edge-triggered as Ctrl-C under
+    ``asyncio.run`` and ``asyncio.timeout`` deliver it: one request, lost if swallowed.
+    """
+    if sniffio.current_async_library() == "asyncio":
+        task = asyncio.ensure_future(call())
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        requested = task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        assert not requested, "the call returned a result after its cancel was accepted"
+        return False
+    returned = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+
+        async def run() -> None:
+            await call()
+            returned.set()
+
+        tasks.start_soon(run)
+        for _ in range(passes):
+            await anyio.lowlevel.checkpoint()
+        tasks.cancel_scope.cancel()
+    return not returned.is_set()
+
+
+async def test_a_read_cancelled_at_any_moment_ends_cancelled_or_answered(backend: Backend) -> None:
+    """Whichever moment a read's caller is cancelled at (the driver sending, waiting or
+    parsing), the caller ends cancelled or has its answer: no driver swallows the cancel."""
+    await create(backend, "s", 3)
+    outcomes = [
+        await _cancel_after(passes, lambda: backend.load_session("s", tail=2))
+        for passes in range(24)
+        for _ in range(3)
+    ]
+    # Some cancels landed while the read was under way (the in-memory store answers without
+    # yielding, so on trio it always answers first).
+    assert any(outcomes) or backend.name == "memory"
+    assert contents((await load(backend, "s", tail=5)).messages) == ["m0", "m1", "m2"]

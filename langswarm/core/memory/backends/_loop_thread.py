@@ -81,13 +81,19 @@ class LoopThread:
         """
         return await self.wait(self.submit(fn, *args))
 
-    async def wait(self, future: concurrent.futures.Future[T]) -> T:
-        """Await a future from :meth:`submit` on the host loop."""
+    async def wait(self, future: concurrent.futures.Future[T], *, cancel: bool = False) -> T:
+        """Await a future from :meth:`submit` on the host loop; with ``cancel``, a cancelled
+        caller cancels the call too (for reads: nobody is left to use the answer)."""
         if not future.done():
             done = anyio.Event()
             wake = host_waker(done)
             future.add_done_callback(lambda _: wake())
-            await done.wait()
+            try:
+                await done.wait()
+            except anyio.get_cancelled_exc_class():
+                if cancel:
+                    future.cancel()
+                raise
         try:
             return future.result()
         except concurrent.futures.CancelledError:

@@ -184,7 +184,8 @@ class RedisBackend:
     # -- calls ---------------------------------------------------------------------------
 
     def _start(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
-        """Start ``fn(client, *args)`` now: on the host's loop (asyncio) or the private one."""
+        """Start ``fn(client, *args)`` now: on the host's loop (asyncio) or the private one.
+        It runs to completion even if whoever awaits it is cancelled."""
         if self._closed:
             return _fail(MemoryBackendError(f"the redis backend ({self._where}) was closed"))
         if on_asyncio():
@@ -192,7 +193,20 @@ class RedisBackend:
         return self._result(self._thread.submit(self._call, fn, *args))
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return await self._start(fn, *args)
+        """Await ``fn(client, *args)``; a cancelled caller stops waiting at once and cancels
+        the call. The caller never waits on the driver's own handling of the cancel: redis-py
+        sends through ``asyncio.wait_for``, which on Python 3.11 returns normally when the
+        cancel lands just as the send completes, and the cancel would be lost."""
+        if self._closed:
+            raise MemoryBackendError(f"the redis backend ({self._where}) was closed")
+        if not on_asyncio():
+            return await self._result(self._thread.submit(self._call, fn, *args), cancel=True)
+        call = asyncio.ensure_future(self._call(fn, *args))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         try:
@@ -205,9 +219,9 @@ class RedisBackend:
                 raise
             raise mapped from exc
 
-    async def _result(self, future: concurrent.futures.Future[T]) -> T:
+    async def _result(self, future: concurrent.futures.Future[T], *, cancel: bool = False) -> T:
         try:
-            return await self._thread.wait(future)
+            return await self._thread.wait(future, cancel=cancel)
         except concurrent.futures.CancelledError:
             raise MemoryBackendError(f"the redis backend ({self._where}) was closed") from None
 
