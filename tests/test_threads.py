@@ -76,3 +76,43 @@ def test_threads_each_running_their_own_loops(
     assert failures == []
     assert sorted(finished) == list(range(THREADS))
     assert asyncio.run(stored()) == {t: [str(i) for i in range(REQUESTS)] for t in range(THREADS)}
+
+
+def test_loops_opening_one_sqlite_backend_at_once_share_one_connection(tmp_path: Path) -> None:
+    """Loops on several threads open one backend at the same moment: it connects once, and
+    once each has closed it no thread of it is left (a second connection would leave its
+    driver thread running)."""
+    from langswarm.core.memory.backends.sqlite import SQLiteBackend
+
+    backend = SQLiteBackend(db_path=str(tmp_path / "shared.db"))
+    before = set(threading.enumerate())
+    opened, closing = threading.Barrier(4), threading.Event()
+    failures: list[BaseException] = []
+
+    async def use() -> None:
+        await backend.open()
+        opened.wait(timeout=10)  # every loop holds it open together
+        assert await backend.load_session("absent", tail=1) is None
+        closing.wait(timeout=10)
+        await backend.close()
+
+    def run(i: int) -> None:
+        try:
+            trio.run(use) if i % 2 else asyncio.run(use())
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    opened.wait(timeout=10)
+    during = set(threading.enumerate()) - before - set(threads)
+    closing.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert not failures, failures
+    # The private loop's thread and one driver thread.
+    assert len(during) == 2, sorted(t.name for t in during)
+    for t in during:
+        t.join(timeout=10)
+    assert not [t.name for t in during if t.is_alive()]

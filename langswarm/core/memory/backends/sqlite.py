@@ -74,6 +74,7 @@ class SQLiteBackend:
         self._thread = LoopThread(name="langswarm-sqlite")
         # Owned by the private loop: set in _open, cleared in _close.
         self._conn: Connection | None = None
+        self._opening: asyncio.Lock | None = None
         self._file_id: tuple[int, int] | None = None
         # Runtimes (one per event loop, each in its thread) that opened it and have not
         # closed it: the connection closes with the last of them.
@@ -199,8 +200,14 @@ class SQLiteBackend:
     # -- private loop -------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        if self._conn is not None:  # opened for another event loop already
-            return
+        # Loops opening at the same moment queue here; only the first connects.
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._conn is None:  # else opened for another event loop already
+                await self._connect()
+
+    async def _connect(self) -> None:
         self._file_id = None
         # Made on the (daemon) loop thread, aiosqlite's worker thread is a daemon as well, so a
         # backend nobody closed never blocks interpreter exit.
@@ -247,5 +254,6 @@ class SQLiteBackend:
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
+        self._opening = None  # bound to this loop, which may stop now
         if conn is not None:
             await conn.close()
