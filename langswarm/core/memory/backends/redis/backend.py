@@ -183,25 +183,26 @@ class RedisBackend:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def _start(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+    def _start(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, cancel: bool = False
+    ) -> Awaitable[T]:
         """Start ``fn(client, *args)`` now: on the host's loop (asyncio) or the private one.
-        It runs to completion even if whoever awaits it is cancelled."""
+        It runs to completion even if whoever awaits it is cancelled, except on the private
+        loop with ``cancel`` (see :meth:`_run` for asyncio)."""
         if self._closed:
             return _fail(MemoryBackendError(f"the redis backend ({self._where}) was closed"))
         if on_asyncio():
             return asyncio.ensure_future(self._call(fn, *args))
-        return self._result(self._thread.submit(self._call, fn, *args))
+        return self._result(self._thread.submit(self._call, fn, *args), cancel=cancel)
 
     async def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Await ``fn(client, *args)``; a cancelled caller stops waiting at once and cancels
         the call. The caller never waits on the driver's own handling of the cancel: redis-py
         sends through ``asyncio.wait_for``, which on Python 3.11 returns normally when the
         cancel lands just as the send completes, and the cancel would be lost."""
-        if self._closed:
-            raise MemoryBackendError(f"the redis backend ({self._where}) was closed")
-        if not on_asyncio():
-            return await self._result(self._thread.submit(self._call, fn, *args), cancel=True)
-        call = asyncio.ensure_future(self._call(fn, *args))
+        call = self._start(fn, *args, cancel=True)
+        if not isinstance(call, asyncio.Task):
+            return await call
         try:
             return await asyncio.shield(call)
         except asyncio.CancelledError:
